@@ -1,0 +1,52 @@
+# ferkit: `make demo` runs the whole pipeline on synthetic faces; `make test` runs the checks.
+# Both create .venv on first use. torch is installed first, pinned to the CPU build that this
+# machine keeps on disk (an unpinned torch pulls a multi-GB CUDA build); pyproject.toml keeps a
+# range that users elsewhere can meet.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+DEMO := demo_output
+FERKIT := $(BIN)/ferkit
+
+.PHONY: venv demo test lint benchmarks clean
+
+$(BIN)/ferkit: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(BIN)/ferkit
+
+venv: $(BIN)/ferkit
+
+demo: venv
+	rm -rf $(DEMO)
+	$(FERKIT) synth --out $(DEMO)/faces.csv --n 3500 --seed 0
+	$(FERKIT) explore $(DEMO)/faces.csv --out $(DEMO)/explore
+	$(FERKIT) train $(DEMO)/faces.csv --out $(DEMO)/run --split usage --epochs 6 3 --batch-size 64 --model-arg channels=[32,64,32]
+	$(FERKIT) evaluate $(DEMO)/faces.csv --model $(DEMO)/run --split PrivateTest --out $(DEMO)/evaluate
+	$(BIN)/python -c "import numpy as np; from PIL import Image; from ferkit.data import load_fer2013; d = load_fer2013('$(DEMO)/faces.csv'); [Image.fromarray(d.images[i]).resize((96, 96)).save(f'$(DEMO)/face_{i}.png') for i in range(3)]"
+	$(FERKIT) predict $(DEMO)/face_0.png $(DEMO)/face_1.png $(DEMO)/face_2.png --model $(DEMO)/run
+	$(FERKIT) cv $(DEMO)/faces.csv --out $(DEMO)/cv --folds 3 --epochs 2 1 --batch-size 64 --model-arg channels=[16,32,16] --no-progress
+	@echo
+	@echo "Demo outputs in $(DEMO)/:"
+	@echo "  explore/label_distribution.png, explore/samples.png"
+	@echo "  run/ (config.json, best/last .safetensors + .json, history.{json,csv,png}, metrics.json, confusion_matrix.png)"
+	@echo "  evaluate/metrics.json, evaluate/confusion_matrix.png"
+	@echo "  cv/cv_summary.json, cv/cv_folds.png"
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+benchmarks: venv
+	$(BIN)/python benchmarks/load_csv.py
+	$(BIN)/python benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(DEMO) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,158 @@
+"""Self-describing checkpoints: safetensors weights plus a JSON model card.
+
+A model card holds everything needed to rebuild and use the model without the training
+config: architecture name and arguments, class names, input size, normalisation, metrics.
+Pickles are never loaded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ferkit import __version__
+from ferkit.errors import FerkitError
+from ferkit.io import atomic_write, read_json, write_json
+from ferkit.models import create_model
+
+CARD_FORMAT = "ferkit-model"
+CARD_FORMAT_VERSION = 1
+
+
+def make_model_card(
+    model: torch.nn.Module,
+    class_names,
+    normalization: dict,
+    input_size: int = 48,
+    **extra,
+) -> dict:
+    """Describe ``model`` (built by :func:`ferkit.models.create_model`) as a JSON-able dict.
+
+    Example:
+        >>> from ferkit.models import create_model
+        >>> card = make_model_card(create_model("seed"), ["a"] * 7, {"mean": 0.5, "std": 0.25})
+        >>> card["architecture"], card["input_size"]
+        ('seed', [48, 48])
+    """
+    return {
+        "format": CARD_FORMAT,
+        "format_version": CARD_FORMAT_VERSION,
+        "architecture": model.ferkit_name,
+        "arguments": model.ferkit_arguments,
+        "class_names": list(class_names),
+        "input_size": [input_size, input_size],
+        "input_channels": model.ferkit_arguments.get("in_channels", 1),
+        "color": "grayscale",
+        "normalization": dict(normalization),
+        "ferkit_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    # safetensors needs contiguous tensors; channels_last weights are not.
+    return {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+
+
+def save_checkpoint(model: torch.nn.Module, stem: str | os.PathLike, card: dict) -> Path:
+    """Write ``STEM.safetensors`` and ``STEM.json`` (the card), each atomically.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from ferkit.models import create_model
+        >>> model = create_model("seed", channels=[8, 8, 8])
+        >>> card = make_model_card(model, ["x"] * 7, {"mean": 0.5, "std": 0.25})
+        >>> stem = save_checkpoint(model, pathlib.Path(tempfile.mkdtemp()) / "best", card)
+        >>> sorted(path.suffix for path in stem.parent.iterdir())
+        ['.json', '.safetensors']
+    """
+    stem = Path(stem)
+    weights = _weights(model)
+    atomic_write(stem.with_suffix(".safetensors"), lambda tmp: save_file(weights, tmp))
+    write_json(stem.with_suffix(".json"), card)
+    return stem
+
+
+def resolve_checkpoint(location: str | os.PathLike) -> Path:
+    """Find the checkpoint stem for a run folder (its ``best``), a ``.json`` or ``.safetensors``.
+
+    Raises:
+        FerkitError: when nothing usable is there.
+    """
+    location = Path(location)
+    if location.is_dir():
+        for name in ("best", "last"):
+            if (location / f"{name}.safetensors").is_file():
+                return location / name
+        raise FerkitError(f"{location}: no best.safetensors or last.safetensors in this folder")
+    if location.suffix in (".json", ".safetensors") or not location.suffix:
+        # A checkpoint is named by either file or by their common stem (``run/best``).
+        stem = location.with_suffix("") if location.suffix else location
+        if stem.with_suffix(".safetensors").is_file() and stem.with_suffix(".json").is_file():
+            return stem
+    raise FerkitError(
+        f"{location}: not a model (expected a run folder, or a .safetensors file "
+        "with its .json card beside it)"
+    )
+
+
+def load_checkpoint(location: str | os.PathLike, device="cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild a model from its card and load its weights; returns (model in eval mode, card).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from ferkit.models import create_model
+        >>> model = create_model("seed", channels=[8, 8, 8])
+        >>> card = make_model_card(model, ["x"] * 7, {"mean": 0.5, "std": 0.25})
+        >>> stem = save_checkpoint(model, pathlib.Path(tempfile.mkdtemp()) / "best", card)
+        >>> loaded, card = load_checkpoint(stem.parent)
+        >>> card["arguments"]["channels"]
+        [8, 8, 8]
+    """
+    stem = resolve_checkpoint(location)
+    card = read_json(stem.with_suffix(".json"))
+    if card.get("format") != CARD_FORMAT:
+        raise FerkitError(f"{stem.with_suffix('.json')}: not a ferkit model card")
+    model = create_model(card["architecture"], **card["arguments"])
+    try:
+        model.load_state_dict(load_file(stem.with_suffix(".safetensors"), device=str(device)))
+    except (RuntimeError, OSError) as error:
+        raise FerkitError(
+            f"{stem.with_suffix('.safetensors')}: weights do not fit the card: {error}"
+        ) from error
+    return model.to(device).eval(), card
+
+
+def save_optimizer(optimizer: torch.optim.Optimizer, stem: str | os.PathLike) -> None:
+    """Save an optimizer's state as safetensors (tensors) + JSON (hyper-parameters)."""
+    stem = Path(stem)
+    state_dict = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for parameter_index, state in state_dict["state"].items():
+        for key, value in state.items():
+            name = f"{parameter_index}.{key}"
+            if torch.is_tensor(value):
+                tensors[name] = value.detach().cpu().contiguous()
+            else:
+                scalars[name] = value
+    atomic_write(stem.with_suffix(".safetensors"), lambda tmp: save_file(tensors, tmp))
+    write_json(
+        stem.with_suffix(".json"), {"param_groups": state_dict["param_groups"], "scalars": scalars}
+    )
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, stem: str | os.PathLike) -> None:
+    """Restore what :func:`save_optimizer` wrote into ``optimizer``."""
+    stem = Path(stem)
+    tensors = load_file(stem.with_suffix(".safetensors"))
+    meta = read_json(stem.with_suffix(".json"))
+    state: dict[int, dict] = {}
+    for name, value in list(tensors.items()) + list(meta["scalars"].items()):
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

@@ -1,0 +1,256 @@
+"""``ferkit <command>``: parses arguments and calls one library function per command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ferkit import __version__
+from ferkit.errors import FerkitError
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="FER2013 CSV (.csv or .csv.gz) or image folder")
+    parser.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="skip invalid rows/images (and report them) instead of stopping",
+    )
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    from ferkit.training.config import DEVICES, OPTIMIZERS, PRECISIONS, SPLITS, TrainConfig
+
+    defaults = TrainConfig()
+    _add_data_options(parser)
+    parser.add_argument("--out", required=True, help="run folder to write")
+    parser.add_argument("--arch", default=defaults.arch, help="architecture (default: seed)")
+    parser.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="architecture argument, VALUE in JSON (e.g. channels=[32,64,32]); repeatable",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        nargs="+",
+        default=defaults.epochs,
+        help="epochs per LR phase (default: 20 20)",
+    )
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="initial learning rate")
+    parser.add_argument(
+        "--lr-drop", type=float, default=defaults.lr_drop, help="LR factor per phase (0.1)"
+    )
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    parser.add_argument("--momentum", type=float, default=defaults.momentum)
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    parser.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.augment,
+        help="random flip/shift/zoom/rotation of training faces (default: on)",
+    )
+    parser.add_argument("--split", choices=SPLITS, default=defaults.split)
+    parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", choices=DEVICES, default=defaults.device)
+    parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
+    parser.add_argument(
+        "--channels-last", action=argparse.BooleanOptionalAction, default=defaults.channels_last
+    )
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace a run in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _training_config(arguments: argparse.Namespace):
+    from ferkit.training.config import TrainConfig
+
+    model_args = {}
+    for item in arguments.model_arg:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise FerkitError(f"--model-arg {item!r}: expected KEY=VALUE")
+        try:
+            model_args[key] = json.loads(value)
+        except json.JSONDecodeError:
+            model_args[key] = value
+    return TrainConfig(
+        data=arguments.data,
+        out=arguments.out,
+        split=arguments.split,
+        val_fraction=arguments.val_fraction,
+        skip_bad_rows=arguments.skip_bad_rows,
+        arch=arguments.arch,
+        model_args=model_args,
+        epochs=arguments.epochs,
+        lr=arguments.lr,
+        lr_drop=arguments.lr_drop,
+        batch_size=arguments.batch_size,
+        optimizer=arguments.optimizer,
+        momentum=arguments.momentum,
+        weight_decay=arguments.weight_decay,
+        label_smoothing=arguments.label_smoothing,
+        augment=arguments.augment,
+        seed=arguments.seed,
+        device=arguments.device,
+        precision=arguments.precision,
+        channels_last=arguments.channels_last,
+        resume=arguments.resume,
+        overwrite=arguments.overwrite,
+        progress=not arguments.no_progress,
+    )
+
+
+def _command_synth(arguments) -> int:
+    from ferkit.data import write_synthetic_csv
+
+    path = write_synthetic_csv(arguments.out, n=arguments.n, seed=arguments.seed)
+    print(f"wrote {arguments.n} synthetic faces to {path}")
+    return 0
+
+
+def _command_explore(arguments) -> int:
+    from ferkit.explore import explore
+
+    result = explore(arguments.data, arguments.out, arguments.seed, arguments.skip_bad_rows)
+    print(result["table"])
+    if result["skipped"]:
+        print(f"skipped {len(result['skipped'])} bad rows: " + "; ".join(result["skipped"][:10]))
+    print(f"wrote {result['label_distribution']} and {result['samples']}")
+    return 0
+
+
+def _command_train(arguments) -> int:
+    from ferkit.training import train
+
+    result = train(_training_config(arguments))
+    print(
+        f"best epoch {result.best_epoch}: validation accuracy {result.metrics['accuracy']:.2%}, "
+        f"macro-F1 {result.metrics['macro_f1']:.3f}"
+    )
+    print(f"run folder: {result.run_dir}")
+    return 0
+
+
+def _command_cv(arguments) -> int:
+    from ferkit.training.crossval import cross_validate
+
+    summary = cross_validate(_training_config(arguments), folds=arguments.folds)
+    for fold in summary["per_fold"]:
+        print(
+            f"fold {fold['fold']}: accuracy {fold['accuracy']:.2%}  macro-F1 {fold['macro_f1']:.3f}"
+        )
+    print(
+        f"{arguments.folds}-fold accuracy {summary['accuracy_mean']:.2%} ± "
+        f"{summary['accuracy_std']:.2%}, macro-F1 {summary['macro_f1_mean']:.3f} ± "
+        f"{summary['macro_f1_std']:.3f}"
+    )
+    print(f"wrote {arguments.out}/cv_summary.json and {arguments.out}/cv_folds.png")
+    return 0
+
+
+def _command_evaluate(arguments) -> int:
+    from ferkit.evaluation import evaluate_dataset, format_metrics
+
+    metrics = evaluate_dataset(
+        arguments.data,
+        arguments.model,
+        split=arguments.split,
+        out=arguments.out,
+        skip_bad_rows=arguments.skip_bad_rows,
+        device=arguments.device,
+    )
+    print(format_metrics(metrics))
+    print(f"wrote {metrics['output_folder']}/metrics.json and confusion_matrix.png")
+    return 0
+
+
+def _command_predict(arguments) -> int:
+    from ferkit.inference import predict_files
+
+    predictions, errors = predict_files(arguments.images, arguments.model, device=arguments.device)
+    for message in errors:
+        print(f"error: {message}", file=sys.stderr)
+    if arguments.json:
+        print(json.dumps([prediction.to_dict() for prediction in predictions], indent=2))
+    elif predictions:
+        names = list(predictions[0].probabilities)
+        width = max(len(prediction.source) for prediction in predictions)
+        print(f"{'image':<{width}}  {'emotion':<9}" + "".join(f"{name[:8]:>9}" for name in names))
+        for prediction in predictions:
+            print(
+                f"{prediction.source:<{width}}  {prediction.label:<9}"
+                + "".join(f"{prediction.probabilities[name]:>9.3f}" for name in names)
+            )
+    return 1 if errors else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ferkit`` argument parser (one sub-command per pipeline step)."""
+    parser = argparse.ArgumentParser(
+        prog="ferkit",
+        description="Facial expression recognition: train, evaluate and use emotion classifiers.",
+    )
+    parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    synth = commands.add_parser("synth", help="write a synthetic FER2013-format CSV of faces")
+    synth.add_argument("--out", required=True, help="CSV file to write (.csv or .csv.gz)")
+    synth.add_argument("--n", type=int, default=3500, help="number of faces (default 3500)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(handler=_command_synth)
+
+    explore = commands.add_parser("explore", help="class counts, distribution and sample faces")
+    _add_data_options(explore)
+    explore.add_argument("--out", required=True, help="folder for the PNG files")
+    explore.add_argument("--seed", type=int, default=0, help="picks the 16 sample faces")
+    explore.set_defaults(handler=_command_explore)
+
+    train = commands.add_parser("train", help="train a model; writes a run folder")
+    _add_training_options(train)
+    train.set_defaults(handler=_command_train)
+
+    cv = commands.add_parser("cv", help="stratified k-fold cross-validation")
+    _add_training_options(cv)
+    cv.add_argument("--folds", type=int, default=5)
+    cv.set_defaults(handler=_command_cv)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy, F1 and confusion matrix")
+    _add_data_options(evaluate)
+    evaluate.add_argument("--model", required=True, help="run folder or .safetensors checkpoint")
+    evaluate.add_argument("--split", help="only rows with this Usage (e.g. PrivateTest)")
+    evaluate.add_argument("--out", help="output folder (default: the model's folder)")
+    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    evaluate.set_defaults(handler=_command_evaluate)
+
+    predict = commands.add_parser("predict", help="emotion of face-crop images")
+    predict.add_argument("images", nargs="+", help="face image files")
+    predict.add_argument("--model", required=True, help="run folder or .safetensors checkpoint")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    predict.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    predict.set_defaults(handler=_command_predict)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the CLI; returns the exit code (2 for bad input, 130 for Ctrl-C)."""
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    try:
+        return arguments.handler(arguments)
+    except FerkitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

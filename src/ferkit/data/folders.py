@@ -1,0 +1,126 @@
+"""Image-folder datasets: ``ROOT/<class>/*.png`` or ``ROOT/<split>/<class>/*.png``.
+
+The second layout is the popular Kaggle release of FER2013 (``train/angry/...``,
+``test/happy/...``).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.data.dataset import FER2013_CLASS_NAMES, FerDataset
+from ferkit.errors import DataError, FerkitError
+from ferkit.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
+
+#: Folder names of splits, mapped to FER2013's ``Usage`` values.
+SPLIT_ALIASES = {
+    "train": "Training",
+    "training": "Training",
+    "test": "PublicTest",
+    "val": "PublicTest",
+    "valid": "PublicTest",
+    "validation": "PublicTest",
+    "publictest": "PublicTest",
+    "privatetest": "PrivateTest",
+}
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file()
+        and not path.name.startswith(".")
+        and path.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(
+        path for path in folder.iterdir() if path.is_dir() and not path.name.startswith(".")
+    )
+
+
+def load_image_folder(root: str | os.PathLike, skip_bad_rows: bool = False) -> FerDataset:
+    """Load an image-folder dataset as 48x48 grayscale faces.
+
+    Class folders whose names are FER2013 emotions (any case) get FER2013's label order;
+    other names make a custom class list, sorted alphabetically.
+
+    Args:
+        root: the dataset folder.
+        skip_bad_rows: skip unreadable images (listed in ``skipped``) instead of failing.
+
+    Raises:
+        DataError: naming the folder or file and what is wrong.
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> from PIL import Image
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> (root / "happy").mkdir()
+        >>> Image.fromarray(np.zeros((64, 64), np.uint8)).save(root / "happy" / "a.png")
+        >>> ds = load_image_folder(root)
+        >>> len(ds), ds.class_names[int(ds.labels[0])]
+        (1, 'Happy')
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder")
+    top = _subfolders(root)
+    if not top:
+        raise DataError(f"{root}: no class folders (expected ROOT/<class>/*.png)")
+    # ROOT/<class>/files, or ROOT/<split>/<class>/files when the top folders hold only folders.
+    split_layout = all(not _image_files(folder) and _subfolders(folder) for folder in top)
+    entries: list[tuple[Path, str, str | None]] = []  # (file, class folder name, usage)
+    if split_layout:
+        for split_folder in top:
+            usage = SPLIT_ALIASES.get(split_folder.name.lower(), split_folder.name)
+            for class_folder in _subfolders(split_folder):
+                entries += [(file, class_folder.name, usage) for file in _image_files(class_folder)]
+    else:
+        for class_folder in top:
+            entries += [(file, class_folder.name, None) for file in _image_files(class_folder)]
+    if not entries:
+        raise DataError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
+
+    folder_names = sorted({name for _, name, _ in entries}, key=str.lower)
+    fer_names = {name.lower(): index for index, name in enumerate(FER2013_CLASS_NAMES)}
+    if all(name.lower() in fer_names for name in folder_names):
+        class_names = FER2013_CLASS_NAMES
+        label_of = {name: fer_names[name.lower()] for name in folder_names}
+    else:
+        class_names = tuple(folder_names)
+        label_of = {name: index for index, name in enumerate(folder_names)}
+
+    def load(entry):
+        try:
+            return to_face_array(read_image(entry[0])), None
+        except FerkitError as error:
+            return None, str(error)
+
+    # Pillow releases the GIL while decoding, so threads help on many small files.
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        results = list(pool.map(load, entries))
+    problems = [message for _, message in results if message is not None]
+    if problems and not skip_bad_rows:
+        more = f" (and {len(problems) - 1} more bad files)" if len(problems) > 1 else ""
+        raise DataError(problems[0] + more)
+    kept = [index for index, (face, _) in enumerate(results) if face is not None]
+    if not kept:
+        raise DataError(f"{root}: no readable images (skipped {len(problems)} files)")
+    usage = None
+    if split_layout:
+        usage = np.array([entries[index][2] for index in kept])
+    return FerDataset(
+        images=np.stack([results[index][0] for index in kept]),
+        labels=np.array([label_of[entries[index][1]] for index in kept]),
+        class_names=class_names,
+        usage=usage,
+        source=str(root),
+        skipped=problems,
+    )

@@ -1,0 +1,139 @@
+"""Metrics on labelled faces (scikit-learn) and the ``ferkit evaluate`` job."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+from ferkit.errors import FerkitError
+
+
+def classification_metrics(labels, predictions, class_names) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
+
+    Example:
+        >>> metrics = classification_metrics([0, 1, 1], [0, 1, 0], ["a", "b"])
+        >>> round(metrics["accuracy"], 3), metrics["per_class"]["b"]["recall"]
+        (0.667, 0.5)
+    """
+    label_indices = list(range(len(class_names)))
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predictions, labels=label_indices, zero_division=0
+    )
+    return {
+        "count": int(len(labels)),
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "macro_f1": float(
+            f1_score(labels, predictions, labels=label_indices, average="macro", zero_division=0)
+        ),
+        "per_class": {
+            name: {
+                "precision": float(precision[index]),
+                "recall": float(recall[index]),
+                "f1": float(f1[index]),
+                "support": int(support[index]),
+            }
+            for index, name in enumerate(class_names)
+        },
+        "class_names": list(class_names),
+        "confusion_matrix": confusion_matrix(labels, predictions, labels=label_indices).tolist(),
+    }
+
+
+def format_metrics(metrics: dict) -> str:
+    """A short text report: accuracy, macro-F1 and a per-class table.
+
+    Example:
+        >>> report = format_metrics(classification_metrics([0, 1], [0, 1], ["a", "b"]))
+        >>> print(report.splitlines()[0])
+        accuracy 100.00 %   macro-F1 1.000   (2 faces)
+    """
+    lines = [
+        f"accuracy {metrics['accuracy']:.2%}   macro-F1 {metrics['macro_f1']:.3f}   "
+        f"({metrics['count']} faces)".replace("%", " %"),
+        f"{'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}",
+    ]
+    for name, row in metrics["per_class"].items():
+        lines.append(
+            f"{name:<12}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}"
+            f"{row['support']:>10d}"
+        )
+    return "\n".join(lines)
+
+
+def evaluate_dataset(
+    data: str | os.PathLike,
+    model: str | os.PathLike,
+    split: str | None = None,
+    out: str | os.PathLike | None = None,
+    skip_bad_rows: bool = False,
+    batch_size: int = 512,
+    device: str = "auto",
+) -> dict:
+    """Evaluate a trained model on labelled data; writes ``metrics.json`` and confusion plots.
+
+    Args:
+        data: FER2013 CSV or image folder.
+        model: run folder or checkpoint.
+        split: evaluate only rows whose ``Usage`` equals this (e.g. ``PrivateTest``); None → all.
+        out: output folder (default: the run folder, or the checkpoint's folder).
+        skip_bad_rows: skip invalid rows instead of failing.
+        batch_size: faces per forward pass.
+        device: auto | cpu | cuda | mps.
+
+    Returns:
+        The metrics dict (also written to ``OUT/metrics.json``).
+
+    Example:
+        >>> metrics = evaluate_dataset("faces.csv", "runs/demo", "PrivateTest")  # doctest: +SKIP
+        >>> sorted(metrics)[:3]  # doctest: +SKIP
+        ['accuracy', 'class_names', 'confusion_matrix']
+    """
+    from ferkit.data import load_fer2013
+    from ferkit.inference import Predictor
+    from ferkit.io import write_json
+    from ferkit.plots import plot_confusion_matrix
+
+    predictor = Predictor.from_run(model, device=device)
+    dataset = load_fer2013(data, skip_bad_rows=skip_bad_rows)
+    if split is not None:
+        if dataset.usage is None:
+            raise FerkitError(f"{data}: --split {split} needs a Usage column; this data has none")
+        available = sorted(set(dataset.usage.tolist()))
+        if split not in available:
+            raise FerkitError(
+                f"{data}: no rows with Usage {split!r}; the data has: {', '.join(available)}"
+            )
+        dataset = dataset.subset(dataset.usage == split)
+    if tuple(dataset.class_names) != tuple(predictor.class_names):
+        if len(dataset.class_names) != len(predictor.class_names):
+            raise FerkitError(
+                f"{data}: classes {list(dataset.class_names)} do not match the model's "
+                f"{list(predictor.class_names)}"
+            )
+    probabilities = predictor.predict_proba(dataset.images, batch_size=batch_size)
+    metrics = classification_metrics(
+        dataset.labels, probabilities.argmax(axis=1), predictor.class_names
+    )
+    metrics["data"] = str(data)
+    metrics["split"] = split or "all"
+    metrics["model"] = str(model)
+    out_dir = Path(out) if out is not None else predictor.location_folder
+    write_json(out_dir / "metrics.json", metrics)
+    plot_confusion_matrix(
+        np.array(metrics["confusion_matrix"]),
+        predictor.class_names,
+        out_dir / "confusion_matrix.png",
+        title=f"{Path(str(data)).name} ({metrics['split']})",
+    )
+    metrics["output_folder"] = str(out_dir)
+    return metrics

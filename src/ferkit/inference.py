@@ -1,0 +1,172 @@
+"""``Predictor``: a trained model plus the eval preprocessing, for face crops.
+
+Example:
+    >>> from ferkit import Predictor  # doctest: +SKIP
+    >>> predictor = Predictor.from_run("runs/demo")  # doctest: +SKIP
+    >>> predictor.predict("face.png").label  # doctest: +SKIP
+    'Happy'
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ferkit.checkpoint import load_checkpoint, resolve_checkpoint
+from ferkit.preprocessing import normalize_batch, read_image, to_face_array
+
+
+@dataclass
+class Prediction:
+    """The emotion of one face.
+
+    Attributes:
+        label: the most probable class name.
+        score: its probability.
+        probabilities: every class name → probability (they sum to 1).
+        source: the file it came from, when it came from a file.
+    """
+
+    label: str
+    score: float
+    probabilities: dict[str, float] = field(default_factory=dict)
+    source: str | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-able form."""
+        return {
+            "source": self.source,
+            "label": self.label,
+            "score": self.score,
+            "probabilities": self.probabilities,
+        }
+
+
+class Predictor:
+    """Classify already-cropped faces (any size, colour or gray) with a trained model.
+
+    The model loads once; every call applies the one eval preprocessing
+    (:func:`ferkit.preprocessing.to_face_array` then :func:`normalize_batch`).
+
+    Example:
+        >>> import numpy as np
+        >>> from ferkit.models import create_model
+        >>> from ferkit.checkpoint import make_model_card
+        >>> model = create_model("seed", channels=[4, 4, 4]).eval()
+        >>> names = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"]
+        >>> predictor = Predictor(model, make_model_card(model, names, {"mean": .5, "std": .25}))
+        >>> prediction = predictor.predict(np.zeros((60, 60, 3), np.uint8))
+        >>> prediction.label in names, round(sum(prediction.probabilities.values()), 4)
+        (True, 1.0)
+    """
+
+    def __init__(self, model: torch.nn.Module, card: dict, device="cpu", location=None):
+        self.model = model.to(device).eval()
+        self.card = card
+        self.device = torch.device(device)
+        self.class_names = tuple(card["class_names"])
+        self.normalization = card["normalization"]
+        self.input_size = int(card["input_size"][0])
+        self.location = Path(location) if location is not None else None
+
+    @classmethod
+    def from_run(cls, location: str | os.PathLike, device: str = "auto") -> Predictor:
+        """Load the best model of a run folder (or a ``.safetensors`` checkpoint with its card).
+
+        Example:
+            >>> predictor = Predictor.from_run("runs/demo")  # doctest: +SKIP
+        """
+        from ferkit.training.loop import resolve_device
+
+        resolved = resolve_device(device)
+        model, card = load_checkpoint(location, device=resolved)
+        return cls(model, card, device=resolved, location=resolve_checkpoint(location))
+
+    @property
+    def location_folder(self) -> Path:
+        """The folder the model came from (where evaluate writes by default)."""
+        return self.location.parent if self.location is not None else Path.cwd()
+
+    @torch.no_grad()
+    def predict_proba(self, faces, batch_size: int = 512) -> np.ndarray:
+        """Probabilities (N, classes) for faces already at the model's size (uint8 N×H×W).
+
+        Example:
+            >>> predictor.predict_proba(np.zeros((2, 48, 48), np.uint8)).shape  # doctest: +SKIP
+            (2, 7)
+        """
+        faces = np.asarray(faces, dtype=np.uint8)
+        outputs = []
+        for first in range(0, len(faces), batch_size):
+            batch = normalize_batch(faces[first : first + batch_size], self.normalization)
+            outputs.append(torch.softmax(self.model(batch.to(self.device)).float(), dim=1).cpu())
+        if not outputs:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        return torch.cat(outputs).numpy()
+
+    def _face(self, item) -> np.ndarray:
+        if isinstance(item, (str, os.PathLike)):
+            item = read_image(item)
+        return to_face_array(item, self.input_size)
+
+    def predict(self, inputs, batch_size: int = 512):
+        """Classify one face or a list of faces.
+
+        Args:
+            inputs: a path, a PIL image or an array (H, W) / (H, W, 3 RGB), or a list of them.
+            batch_size: faces per forward pass.
+
+        Returns:
+            A :class:`Prediction`, or a list of them for a list input.
+
+        Raises:
+            FerkitError: naming a file that is missing or not an image.
+        """
+        single = not isinstance(inputs, (list, tuple))
+        items = [inputs] if single else list(inputs)
+        faces = np.stack([self._face(item) for item in items]) if items else np.zeros((0, 48, 48))
+        probabilities = self.predict_proba(faces, batch_size)
+        results = []
+        for item, row in zip(items, probabilities):
+            best = int(row.argmax())
+            results.append(
+                Prediction(
+                    label=self.class_names[best],
+                    score=float(row[best]),
+                    probabilities={
+                        name: float(value) for name, value in zip(self.class_names, row)
+                    },
+                    source=str(item) if isinstance(item, (str, os.PathLike)) else None,
+                )
+            )
+        return results[0] if single else results
+
+
+def predict_files(paths, model: str | os.PathLike, device: str = "auto", batch_size: int = 512):
+    """Classify face-crop image files; unreadable files are reported, the rest still run.
+
+    Returns:
+        (predictions, errors): a :class:`Prediction` per readable file, in input order, and one
+        message per file that could not be read.
+
+    Example:
+        >>> predictions, errors = predict_files(["a.png", "b.png"], "runs/demo")  # doctest: +SKIP
+    """
+    from ferkit.errors import FerkitError
+
+    predictor = Predictor.from_run(model, device=device)
+    faces, sources, errors = [], [], []
+    for path in paths:
+        try:
+            faces.append(predictor._face(path))
+            sources.append(str(path))
+        except FerkitError as error:
+            errors.append(str(error))
+    predictions = predictor.predict(faces, batch_size=batch_size) if faces else []
+    for prediction, source in zip(predictions, sources):
+        prediction.source = source
+    return predictions, errors

@@ -1,0 +1,171 @@
+"""Figures written to files with Matplotlib's Agg backend (never ``plt.show()``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # library code renders to files only; no display needed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ferkit.io import atomic_write  # noqa: E402
+
+
+def _save(figure, path: str | os.PathLike) -> Path:
+    path = Path(path)
+
+    def write(temporary: str) -> None:
+        figure.savefig(temporary, format=path.suffix.lstrip(".") or "png", dpi=110)
+
+    try:
+        return atomic_write(path, write)
+    finally:
+        plt.close(figure)
+
+
+def plot_history(history: list[dict], path, lr_drop_epochs=()) -> Path:
+    """Loss and accuracy curves, train vs validation, with LR drops marked.
+
+    Args:
+        history: one dict per epoch with ``epoch`` (1-based), ``train_loss``, ``val_loss``,
+            ``train_accuracy``, ``val_accuracy``.
+        path: output PNG.
+        lr_drop_epochs: 1-based epochs that started with a lower learning rate.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> rows = [dict(epoch=e, train_loss=1 / e, val_loss=1.1 / e, train_accuracy=0.5,
+        ...              val_accuracy=0.4) for e in (1, 2, 3)]
+        >>> plot_history(rows, pathlib.Path(tempfile.mkdtemp()) / "h.png", [3]).exists()
+        True
+    """
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for axis, key, title in ((loss_axis, "loss", "Loss"), (accuracy_axis, "accuracy", "Accuracy")):
+        axis.plot(epochs, [row[f"train_{key}"] for row in history], "o-", ms=3, label="train")
+        axis.plot(epochs, [row[f"val_{key}"] for row in history], "o-", ms=3, label="validation")
+        for index, epoch in enumerate(lr_drop_epochs):
+            axis.axvline(
+                epoch - 0.5, color="gray", ls="--", lw=1, label="LR drop" if index == 0 else None
+            )
+        axis.set_xlabel("epoch")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names, path, title: str = "") -> Path:
+    """Confusion matrix as counts and row-normalised (recall per true class), side by side.
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "cm.png"
+        >>> plot_confusion_matrix(np.eye(2, dtype=int), ["a", "b"], out).exists()
+        True
+    """
+    matrix = np.asarray(matrix)
+    row_sums = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, row_sums, out=np.zeros(matrix.shape), where=row_sums > 0)
+    size = max(5.0, 0.7 * len(class_names) + 2)
+    figure, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    panels = ((axes[0], matrix, "counts", "d"), (axes[1], normalised, "row-normalised", ".2f"))
+    for axis, values, name, number_format in panels:
+        image = axis.imshow(values, cmap="Blues")
+        figure.colorbar(image, ax=axis, fraction=0.046)
+        ticks = np.arange(len(class_names))
+        axis.set_xticks(ticks, class_names, rotation=45, ha="right")
+        axis.set_yticks(ticks, class_names)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("true")
+        axis.set_title(f"{title} {name}".strip())
+        threshold = values.max() / 2 if values.size else 0
+        for row in range(values.shape[0]):
+            for column in range(values.shape[1]):
+                axis.text(
+                    column,
+                    row,
+                    format(values[row, column], number_format),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if values[row, column] > threshold else "black",
+                )
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_label_distribution(counts: dict[str, int], path, title: str = "Label distribution"):
+    """Bar chart of faces per class with each bar labelled by its proportion.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "d.png"
+        >>> plot_label_distribution({"Happy": 3, "Sad": 1}, out).exists()
+        True
+    """
+    names, values = list(counts), np.array(list(counts.values()))
+    total = max(int(values.sum()), 1)
+    figure, axis = plt.subplots(figsize=(8, 4))
+    bars = axis.bar(names, values, color="tab:blue")
+    for bar, value in zip(bars, values):
+        axis.annotate(
+            f"{value / total:.1%}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=9,
+        )
+    axis.set_ylabel("faces")
+    axis.set_title(f"{title} ({total} faces)")
+    axis.margins(y=0.12)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_face_grid(images: np.ndarray, titles, path, columns: int = 4) -> Path:
+    """Grid of grayscale faces with a title each (e.g. 16 faces as 4x4).
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "g.png"
+        >>> plot_face_grid(np.zeros((4, 48, 48), np.uint8), list("abcd"), out, 2).exists()
+        True
+    """
+    rows = int(np.ceil(len(images) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.2 * rows), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index < len(images):
+            axis.imshow(images[index], cmap="gray", vmin=0, vmax=255)
+            axis.set_title(titles[index], fontsize=10)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_cross_validation(folds: list[dict], path) -> Path:
+    """Per-fold validation accuracy and macro-F1 bars with the mean marked.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "cv.png"
+        >>> plot_cross_validation([{"accuracy": .8, "macro_f1": .7}] * 2, out).exists()
+        True
+    """
+    positions = np.arange(1, len(folds) + 1)
+    figure, axis = plt.subplots(figsize=(max(5, 1.2 * len(folds) + 2), 4))
+    for offset, key, color in ((-0.2, "accuracy", "tab:blue"), (0.2, "macro_f1", "tab:orange")):
+        values = np.array([fold[key] for fold in folds])
+        axis.bar(positions + offset, values, width=0.4, color=color, label=key)
+        axis.axhline(values.mean(), color=color, ls="--", lw=1)
+    axis.set_xticks(positions, [f"fold {index}" for index in positions])
+    axis.set_ylim(0, 1.05)
+    axis.set_title("Cross-validation (dashed: mean)")
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    return _save(figure, path)

@@ -1,0 +1,110 @@
+"""The one eval preprocessing: any image → 48x48 grayscale → normalised tensor.
+
+Train (for validation), evaluate, predict, export and serve all import these functions, so a
+face is prepared the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ferkit.data.dataset import FACE_SIZE
+from ferkit.errors import FerkitError
+
+#: Default input normalisation, on the 0-1 pixel scale: x = (pixel / 255 - mean) / std.
+#: Close to FER2013's own statistics (mean 0.51, std 0.26); recorded in every model card.
+DEFAULT_NORMALIZATION = {"mean": 0.5, "std": 0.25}
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as a uint8 array (H, W) gray or (H, W, 3) RGB.
+
+    Raises:
+        FerkitError: naming the file when it is missing or not a readable image.
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> from PIL import Image
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "face.png"
+        >>> Image.fromarray(np.zeros((10, 12), np.uint8)).save(f)
+        >>> read_image(f).shape
+        (10, 12)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FerkitError(f"{path}: no such file")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode not in ("L", "RGB"):
+                # Palette/alpha/CMYK images → RGB; 1-bit, 16-bit and gray+alpha → gray.
+                gray_modes = ("1", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+                image = image.convert("L" if image.mode in gray_modes else "RGB")
+            return np.asarray(image)
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise FerkitError(f"{path}: not a readable image ({error})") from error
+
+
+def to_face_array(image, size: int = FACE_SIZE) -> np.ndarray:
+    """Turn a face crop of any size and colour into a uint8 (size, size) grayscale face.
+
+    Colour arrays are taken as RGB (or RGBA); gray uses ITU-R 601 luma like FER2013's release.
+    A non-square crop is centre-cropped to a square first, so faces are never stretched.
+
+    Args:
+        image: a PIL image or a uint8 array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4).
+        size: output side in pixels.
+
+    Example:
+        >>> import numpy as np
+        >>> to_face_array(np.zeros((100, 80, 3), np.uint8)).shape
+        (48, 48)
+    """
+    if not isinstance(image, Image.Image):
+        array = np.asarray(image)
+        if array.dtype != np.uint8:
+            if np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:
+                array = array * 255.0  # float images in 0-1
+            array = np.clip(array, 0, 255).astype(np.uint8)
+        if array.ndim == 3 and array.shape[2] == 1:
+            array = array[:, :, 0]
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+            raise FerkitError(
+                f"expected an image array (H, W), (H, W, 3) or (H, W, 4), got shape {array.shape}"
+            )
+        image = Image.fromarray(array)
+    if image.mode != "L":
+        image = image.convert("RGB").convert("L")
+    width, height = image.size
+    if width != height:
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+    if image.size != (size, size):
+        # BOX averages when shrinking (no aliasing); BILINEAR when enlarging.
+        resample = Image.BOX if image.size[0] > size else Image.BILINEAR
+        image = image.resize((size, size), resample=resample)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def normalize_batch(images, normalization: dict | None = None):
+    """uint8 faces (N, H, W) → float32 tensor (N, 1, H, W) normalised for the model.
+
+    Example:
+        >>> import numpy as np
+        >>> normalize_batch(np.full((2, 48, 48), 255, np.uint8)).shape
+        torch.Size([2, 1, 48, 48])
+    """
+    import torch
+
+    normalization = normalization or DEFAULT_NORMALIZATION
+    tensor = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
+    tensor = tensor.to(torch.float32).unsqueeze(1)
+    scale = 1.0 / (255.0 * normalization["std"])
+    return tensor * scale - normalization["mean"] / normalization["std"]

@@ -1,0 +1,105 @@
+"""The training job's one typed config. Saved, resolved, as ``config.json`` in the run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ferkit.errors import FerkitError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
+SPLITS = ("stratified", "usage")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; the defaults reproduce the classic notebook's schedule.
+
+    Example:
+        >>> config = TrainConfig(data="faces.csv", out="runs/demo", epochs=[2, 1])
+        >>> config.validate().total_epochs
+        3
+    """
+
+    # --- data ---
+    data: str = ""  # dataset: FER2013 CSV (.csv/.csv.gz) or image folder
+    out: str = "runs/train"  # run folder: config, weights, history, plots, metrics
+    split: str = "stratified"  # "stratified": seeded random split; "usage": the Usage column
+    val_fraction: float = 0.2  # validation share for the stratified split (0-1)
+    skip_bad_rows: bool = False  # skip invalid rows instead of stopping at the first one
+    # --- model ---
+    arch: str = "seed"  # registered architecture name (ferkit.models.list_models())
+    model_args: dict = field(default_factory=dict)  # extra keyword arguments for the architecture
+    # --- schedule ---
+    epochs: list[int] = field(default_factory=lambda: [20, 20])  # epochs per LR phase
+    lr: float = 1e-3  # learning rate of the first phase
+    lr_drop: float = 0.1  # LR multiplier at each phase boundary
+    batch_size: int = 256  # training faces per step
+    # --- optimisation ---
+    optimizer: str = "adam"  # adam | adamw | sgd (SGD uses Nesterov momentum)
+    momentum: float = 0.9  # SGD momentum (ignored by Adam/AdamW)
+    weight_decay: float = 0.0  # L2 (adam, sgd) or decoupled (adamw) weight decay
+    label_smoothing: float = 0.0  # cross-entropy label smoothing (0-1)
+    # --- augmentation (batched, on tensors) ---
+    augment: bool = True  # random flip, shift, scale and rotation of training faces
+    max_shift: float = 0.1  # largest shift, as a fraction of the face side
+    max_rotation: float = 10.0  # largest rotation, degrees
+    max_scale: float = 0.1  # largest zoom in or out, fraction (0.1 → 0.9x-1.1x)
+    # --- machine ---
+    seed: int = 0  # seeds the split, initialisation, shuffling, augmentation and dropout
+    device: str = "auto"  # auto | cpu | cuda | mps
+    precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16
+    channels_last: bool = True  # NHWC memory layout (faster convolutions on CPU)
+    eval_batch_size: int = 512  # faces per step when evaluating
+    resume: bool = False  # continue from the run folder's `last` checkpoint
+    overwrite: bool = False  # replace a run already in `out` (otherwise that is an error)
+    progress: bool = True  # show progress bars
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs over all phases."""
+        return sum(self.epochs)
+
+    def validate(self) -> TrainConfig:
+        """Check every field; raise FerkitError naming the bad value and the valid choices."""
+        self.epochs = [int(value) for value in self.epochs]
+        choices = {
+            "optimizer": OPTIMIZERS,
+            "device": DEVICES,
+            "precision": PRECISIONS,
+            "split": SPLITS,
+        }
+        for name, valid in choices.items():
+            value = getattr(self, name)
+            if value not in valid:
+                options = ", ".join(valid)
+                raise FerkitError(f"{name}={value!r} is not valid; choose one of: {options}")
+        if not self.epochs or any(value < 0 for value in self.epochs) or self.total_epochs == 0:
+            raise FerkitError(f"epochs={self.epochs} must be non-negative with a positive total")
+        positive = {"lr": self.lr, "batch_size": self.batch_size}
+        positive["eval_batch_size"] = self.eval_batch_size
+        for name, value in positive.items():
+            if value <= 0:
+                raise FerkitError(f"{name}={value} must be positive")
+        if not 0.0 < self.lr_drop <= 1.0:
+            raise FerkitError(f"lr_drop={self.lr_drop} must be in (0, 1]")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise FerkitError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise FerkitError(f"val_fraction={self.val_fraction} must be in (0, 1)")
+        return self
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Build from a dict (e.g. a saved ``config.json``); unknown keys are an error."""
+        names = {item.name for item in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise FerkitError(f"unknown config field(s): {', '.join(unknown)}")
+        return cls(**values)

@@ -1,0 +1,506 @@
+"""Plain training functions: ``train_one_epoch``, ``evaluate``, ``fit`` and ``train``.
+
+Determinism: every epoch draws its shuffling, augmentation and dropout randomness from
+generators seeded by (run seed, epoch), so a run resumed from ``last`` repeats exactly what an
+uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as functional
+from tqdm.auto import tqdm
+
+from ferkit.checkpoint import (
+    load_optimizer,
+    make_model_card,
+    save_checkpoint,
+    save_optimizer,
+)
+from ferkit.data.dataset import FerDataset
+from ferkit.errors import FerkitError
+from ferkit.evaluation import classification_metrics
+from ferkit.io import read_json, write_json, write_text
+from ferkit.models import count_parameters, create_model
+from ferkit.preprocessing import DEFAULT_NORMALIZATION, normalize_batch
+from ferkit.training.augment import random_affine
+from ferkit.training.config import TrainConfig
+from ferkit.training.schedule import learning_rate_at, phase_boundaries
+
+HISTORY_FIELDS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+    "images_per_second",
+)
+
+
+class TrainingInterrupted(FerkitError):
+    """Ctrl-C during training: the run folder holds the last finished epoch (exit code 130)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, exit_code=130)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Map ``auto|cpu|cuda|mps`` to an available ``torch.device``.
+
+    Example:
+        >>> resolve_device("cpu").type
+        'cpu'
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FerkitError("device 'cuda' requested but CUDA is not available; use --device cpu")
+    if name == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise FerkitError("device 'mps' requested but MPS is not available; use --device cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise FerkitError(f"unknown device {name!r}; choose one of: auto, cpu, cuda, mps")
+    return torch.device(name)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU runs bf16 matrix math natively (AVX-512 BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (None means plain fp32).
+
+    Example:
+        >>> resolve_precision("fp32", torch.device("cpu")) is None
+        True
+    """
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_fast_bf16() else None
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """An autocast context for ``dtype``, or a no-op for fp32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Seed of epoch ``epoch``'s random streams (a pure function, so resume repeats it).
+
+    Example:
+        >>> epoch_seed(0, 1) != epoch_seed(0, 2) != epoch_seed(1, 1)
+        True
+    """
+    return (seed * 1_000_003 + epoch * 7_919 + 12_345) % (2**63 - 1)
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD with Nesterov momentum, as the config says."""
+    parameters = model.parameters()
+    if config.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        parameters,
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.momentum > 0,
+        weight_decay=config.weight_decay,
+    )
+
+
+def _prepare(batch: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
+    batch = batch.to(device, non_blocking=True)
+    return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    epoch: int,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+    normalization: dict | None = None,
+) -> dict:
+    """Train one pass over ``images`` (uint8 N×H×W) in shuffled, augmented batches.
+
+    Returns:
+        ``{"loss", "accuracy", "seconds", "images_per_second"}`` over the epoch.
+
+    Example:
+        >>> config = TrainConfig(batch_size=4, progress=False)
+        >>> model = create_model("seed", channels=[4, 4, 4])
+        >>> optimizer = build_optimizer(model, config)
+        >>> images, labels = torch.zeros(8, 48, 48, dtype=torch.uint8), torch.zeros(8).long()
+        >>> cpu = torch.device("cpu")
+        >>> stats = train_one_epoch(model, images, labels, optimizer, config, 0, cpu)
+        >>> sorted(stats)
+        ['accuracy', 'images_per_second', 'loss', 'seconds']
+    """
+    model.train()
+    generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
+    torch.manual_seed(epoch_seed(config.seed, epoch) + 1)  # dropout draws from the global RNG
+    order = torch.randperm(len(labels), generator=generator)
+    batch_starts = list(range(0, len(order), config.batch_size))
+    # A last batch of one face would break batch norm's training statistics: fold it in.
+    if len(batch_starts) > 1 and len(order) - batch_starts[-1] < 2:
+        batch_starts.pop()
+    total_loss, correct, seen = 0.0, 0, 0
+    start_time = time.perf_counter()
+    bar = tqdm(
+        total=len(order),
+        desc=f"epoch {epoch + 1}/{config.total_epochs}",
+        unit="img",
+        leave=False,
+        disable=not config.progress,
+        dynamic_ncols=True,
+    )
+    for position, first in enumerate(batch_starts):
+        last = batch_starts[position + 1] if position + 1 < len(batch_starts) else len(order)
+        indices = order[first:last]
+        inputs = normalize_batch(images[indices], normalization)
+        if config.augment:
+            inputs = random_affine(
+                inputs,
+                generator,
+                max_shift=config.max_shift,
+                max_rotation=config.max_rotation,
+                max_scale=config.max_scale,
+            )
+        inputs = _prepare(inputs, device, config.channels_last)
+        targets = labels[indices].to(device, non_blocking=True)
+        with autocast(device, autocast_dtype):
+            logits = model(inputs)
+        loss = functional.cross_entropy(
+            logits.float(), targets, label_smoothing=config.label_smoothing
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        count = len(indices)
+        total_loss += loss.item() * count
+        correct += (logits.argmax(dim=1) == targets).sum().item()
+        seen += count
+        bar.update(count)
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.1%}")
+    bar.close()
+    seconds = time.perf_counter() - start_time
+    return {
+        "loss": total_loss / max(seen, 1),
+        "accuracy": correct / max(seen, 1),
+        "seconds": seconds,
+        "images_per_second": seen / max(seconds, 1e-9),
+    }
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    images,
+    labels=None,
+    batch_size: int = 512,
+    device: torch.device | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    normalization: dict | None = None,
+    channels_last: bool = False,
+) -> dict:
+    """Class probabilities (and loss/accuracy when ``labels`` are given) for uint8 faces.
+
+    Returns:
+        ``{"probabilities": float32 (N, classes), "predictions": (N,)}`` plus ``"loss"`` and
+        ``"accuracy"`` with labels.
+
+    Example:
+        >>> model = create_model("seed", channels=[4, 4, 4]).eval()
+        >>> result = evaluate(model, np.zeros((3, 48, 48), np.uint8), np.array([0, 1, 2]))
+        >>> result["probabilities"].shape, 0.0 <= result["accuracy"] <= 1.0
+        ((3, 7), True)
+    """
+    device = device or next(model.parameters()).device
+    model.eval()
+    images = torch.as_tensor(np.asarray(images)) if not torch.is_tensor(images) else images
+    chunks = []
+    for first in range(0, len(images), batch_size):
+        inputs = _prepare(
+            normalize_batch(images[first : first + batch_size], normalization),
+            device,
+            channels_last,
+        )
+        with autocast(device, autocast_dtype):
+            logits = model(inputs)
+        chunks.append(logits.float().cpu())
+    logits = torch.cat(chunks) if chunks else torch.zeros(0, 1)
+    probabilities = torch.softmax(logits, dim=1)
+    result = {
+        "probabilities": probabilities.numpy(),
+        "predictions": probabilities.argmax(dim=1).numpy(),
+    }
+    if labels is not None:
+        targets = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        result["loss"] = (
+            float(functional.cross_entropy(logits, targets).item()) if len(targets) else 0.0
+        )
+        result["accuracy"] = (
+            float((probabilities.argmax(dim=1) == targets).float().mean()) if len(targets) else 0.0
+        )
+    return result
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the best model, its metrics and the run's history."""
+
+    model: torch.nn.Module
+    history: list[dict]
+    metrics: dict
+    run_dir: Path
+    best_epoch: int
+    card: dict = field(default_factory=dict)
+
+
+def _write_history(run_dir: Path, history: list[dict]) -> None:
+    write_json(run_dir / "history.json", history)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({key: row[key] for key in HISTORY_FIELDS} for row in history)
+    write_text(run_dir / "history.csv", buffer.getvalue())
+
+
+def _summary_line(row: dict, total_epochs: int, improved: bool) -> str:
+    return (
+        f"epoch {row['epoch']:>3}/{total_epochs}  "
+        f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:6.2%}  "
+        f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:6.2%}  "
+        f"lr {row['lr']:.1e}  {row['seconds']:.1f}s ({row['images_per_second']:.0f} img/s)"
+        + ("  *best" if improved else "")
+    )
+
+
+def fit(
+    config: TrainConfig,
+    train_set: FerDataset,
+    val_set: FerDataset,
+    log=print,
+) -> FitResult:
+    """Train ``config.arch`` on ``train_set``, select on ``val_set``, fill the run folder.
+
+    The run folder (``config.out``) receives ``config.json``, ``best``/``last`` checkpoints
+    (safetensors + model card), ``history.json``/``.csv``/``.png``, ``metrics.json`` and
+    ``confusion_matrix.png`` for the validation set.
+
+    Example:
+        >>> from ferkit.data.synth import make_synthetic_dataset
+        >>> from ferkit.data import split_dataset
+        >>> train_set, val_set = split_dataset(make_synthetic_dataset(140))
+        >>> config = TrainConfig(out="/tmp/ferkit-doctest", epochs=[1], progress=False,
+        ...                      model_args={"channels": [4, 4, 4]}, overwrite=True)
+        >>> result = fit(config, train_set, val_set, log=lambda line: None)
+        >>> len(result.history), (result.run_dir / "best.safetensors").exists()
+        (1, True)
+    """
+    from ferkit.plots import plot_confusion_matrix, plot_history
+
+    config.validate()
+    run_dir = Path(config.out)
+    if len(train_set) < 2 or len(val_set) == 0:
+        raise FerkitError(
+            f"need at least 2 training and 1 validation faces, got {len(train_set)} and "
+            f"{len(val_set)}"
+        )
+    if tuple(train_set.class_names) != tuple(val_set.class_names):
+        raise FerkitError("training and validation sets have different class lists")
+    state_path = run_dir / "training_state.json"
+    if config.resume and not state_path.is_file():
+        raise FerkitError(f"{run_dir}: nothing to resume (no training_state.json there)")
+    if not config.resume and state_path.exists() and not config.overwrite:
+        raise FerkitError(
+            f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to "
+            "replace it, or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    device = resolve_device(config.device)
+    autocast_dtype = resolve_precision(config.precision, device)
+    channels_last = config.channels_last and device.type != "mps"
+    torch.manual_seed(config.seed)
+    model = create_model(config.arch, num_classes=train_set.num_classes, **config.model_args)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, config)
+    normalization = dict(DEFAULT_NORMALIZATION)
+
+    history: list[dict] = []
+    best_accuracy, best_epoch, start_epoch = -1.0, 0, 0
+    if config.resume:
+        from ferkit.checkpoint import load_checkpoint
+
+        state = read_json(state_path)
+        saved = dict(state["config"])
+        for key in ("arch", "model_args", "seed", "batch_size", "optimizer"):
+            if saved.get(key) != getattr(config, key):
+                raise FerkitError(
+                    f"{run_dir}: cannot resume with {key}={getattr(config, key)!r}; the run used "
+                    f"{saved.get(key)!r}"
+                )
+        loaded, card = load_checkpoint(run_dir / "last", device=device)
+        if card.get("epoch") != state["epoch"]:
+            raise FerkitError(f"{run_dir}: last checkpoint and training_state.json disagree")
+        model.load_state_dict(loaded.state_dict())
+        load_optimizer(optimizer, run_dir / "last_optimizer")
+        history = state["history"]
+        best_accuracy, best_epoch = state["best_val_accuracy"], state["best_epoch"]
+        start_epoch = state["epoch"]
+        log(f"resuming {run_dir} after epoch {start_epoch}/{config.total_epochs}")
+    write_json(run_dir / "config.json", config.to_dict())
+
+    card_base = {
+        "parameters": count_parameters(model),
+        "training": {"data": config.data, "train_size": len(train_set), "val_size": len(val_set)},
+    }
+    train_images = torch.from_numpy(train_set.images)
+    train_labels = torch.from_numpy(train_set.labels)
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, config.total_epochs):
+            lr = learning_rate_at(epoch, config.epochs, config.lr, config.lr_drop)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            stats = train_one_epoch(
+                model, train_images, train_labels, optimizer, config, epoch, device,
+                autocast_dtype, normalization,
+            )  # fmt: skip
+            validation = evaluate(
+                model, val_set.images, val_set.labels, config.eval_batch_size, device,
+                autocast_dtype, normalization, channels_last,
+            )  # fmt: skip
+            row = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                "train_loss": stats["loss"],
+                "train_accuracy": stats["accuracy"],
+                "val_loss": validation["loss"],
+                "val_accuracy": validation["accuracy"],
+                "seconds": stats["seconds"],
+                "images_per_second": stats["images_per_second"],
+            }
+            history.append(row)
+            improved = validation["accuracy"] > best_accuracy
+            card = make_model_card(
+                model, train_set.class_names, normalization, epoch=epoch + 1, **card_base
+            )
+            if improved:
+                best_accuracy, best_epoch = validation["accuracy"], epoch + 1
+                best_card = dict(card, best_epoch=best_epoch, val_accuracy=best_accuracy)
+                save_checkpoint(model, run_dir / "best", best_card)
+            save_checkpoint(model, run_dir / "last", card)
+            save_optimizer(optimizer, run_dir / "last_optimizer")
+            # Written last: the commit point that says epoch `epoch + 1` is complete.
+            write_json(
+                state_path,
+                {
+                    "epoch": epoch + 1,
+                    "best_val_accuracy": best_accuracy,
+                    "best_epoch": best_epoch,
+                    "history": history,
+                    "config": config.to_dict(),
+                },
+            )
+            _write_history(run_dir, history)
+            log(_summary_line(row, config.total_epochs, improved))
+    except KeyboardInterrupt:
+        _write_history(run_dir, history)
+        if history:
+            plot_history(history, run_dir / "history.png", _drop_epochs(config))
+        raise TrainingInterrupted(
+            f"interrupted during epoch {epoch + 1}; {run_dir} holds epoch {len(history)} "
+            f"(continue with: ferkit train {config.data} --out {run_dir} --resume)"
+        ) from None
+
+    _write_history(run_dir, history)
+    plot_history(history, run_dir / "history.png", _drop_epochs(config))
+    from ferkit.checkpoint import load_checkpoint
+
+    best_model, best_card = load_checkpoint(run_dir / "best", device=device)
+    validation = evaluate(
+        best_model, val_set.images, val_set.labels, config.eval_batch_size, device,
+        autocast_dtype, normalization,
+    )  # fmt: skip
+    metrics = classification_metrics(
+        val_set.labels, validation["predictions"], train_set.class_names
+    )
+    metrics.update(split="validation", best_epoch=best_epoch, loss=validation["loss"])
+    write_json(run_dir / "metrics.json", metrics)
+    plot_confusion_matrix(
+        np.array(metrics["confusion_matrix"]),
+        train_set.class_names,
+        run_dir / "confusion_matrix.png",
+        title="validation",
+    )
+    # The best card carries its final validation metrics, so a model explains itself.
+    best_card["metrics"] = {
+        "validation_accuracy": metrics["accuracy"],
+        "validation_macro_f1": metrics["macro_f1"],
+        "per_class_recall": {name: row["recall"] for name, row in metrics["per_class"].items()},
+    }
+    write_json(run_dir / "best.json", best_card)
+    return FitResult(best_model, history, metrics, run_dir, best_epoch, best_card)
+
+
+def _drop_epochs(config: TrainConfig) -> list[int]:
+    """1-based epochs that start a lower-LR phase."""
+    return [boundary + 1 for boundary in phase_boundaries(config.epochs)]
+
+
+def train(config: TrainConfig, log=print) -> FitResult:
+    """Load ``config.data``, split it as configured and :func:`fit` — ``ferkit train``'s twin.
+
+    Example:
+        >>> result = train(TrainConfig(data="faces.csv", out="runs/demo"))  # doctest: +SKIP
+        >>> result.metrics["accuracy"]  # doctest: +SKIP
+        0.97
+    """
+    from ferkit.data import load_fer2013, split_dataset
+
+    config.validate()
+    dataset = load_fer2013(config.data, skip_bad_rows=config.skip_bad_rows)
+    if dataset.skipped:
+        log(f"skipped {len(dataset.skipped)} bad rows: " + "; ".join(dataset.skipped[:5]))
+    train_set, val_set = split_dataset(dataset, config.split, config.val_fraction, config.seed)
+    log(
+        f"data: {dataset.source}: {len(dataset)} faces → {len(train_set)} train, "
+        f"{len(val_set)} validation ({config.split} split)"
+    )
+    return fit(config, train_set, val_set, log=log)
