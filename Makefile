@@ -23,15 +23,16 @@ venv: $(BIN)/ferkit
 
 demo: venv
 	rm -rf $(DEMO)
-	$(FERKIT) synth --out $(DEMO)/faces.csv --n 3500 --seed 0
+	$(FERKIT) synth --out $(DEMO)/faces.csv --n 3500 --seed 0 --png-dir $(DEMO)/faces --png-count 4
 	$(FERKIT) explore $(DEMO)/faces.csv --out $(DEMO)/explore
-	$(FERKIT) train $(DEMO)/faces.csv --out $(DEMO)/run --split usage --epochs 6 3 --batch-size 64 --model-arg channels=[32,64,32]
+	$(FERKIT) train $(DEMO)/faces.csv --out $(DEMO)/run --split usage --epochs 8 4 --batch-size 64
 	$(FERKIT) evaluate $(DEMO)/faces.csv --model $(DEMO)/run --split PrivateTest --out $(DEMO)/evaluate
-	$(BIN)/python -c "import numpy as np; from PIL import Image; from ferkit.data import load_fer2013; d = load_fer2013('$(DEMO)/faces.csv'); [Image.fromarray(d.images[i]).resize((96, 96)).save(f'$(DEMO)/face_{i}.png') for i in range(3)]"
-	$(FERKIT) predict $(DEMO)/face_0.png $(DEMO)/face_1.png $(DEMO)/face_2.png --model $(DEMO)/run
-	$(FERKIT) cv $(DEMO)/faces.csv --out $(DEMO)/cv --folds 3 --epochs 2 1 --batch-size 64 --model-arg channels=[16,32,16] --no-progress
+	$(FERKIT) predict $(DEMO)/faces/*.png --model $(DEMO)/run
+	$(FERKIT) cv $(DEMO)/faces.csv --out $(DEMO)/cv --folds 3 --epochs 3 1 --batch-size 32 --no-progress \
+		--model-arg channels=[16,32,32] --model-arg block_dropouts=[0.1,0.1,0.1] --model-arg dense_dropouts=[0.2,0.1]
 	@echo
 	@echo "Demo outputs in $(DEMO)/:"
+	@echo "  faces.csv (synthetic FER2013-format data), faces/*.png (face crops for predict)"
 	@echo "  explore/label_distribution.png, explore/samples.png"
 	@echo "  run/ (config.json, best/last .safetensors + .json, history.{json,csv,png}, metrics.json, confusion_matrix.png)"
 	@echo "  evaluate/metrics.json, evaluate/confusion_matrix.png"

@@ -155,4 +155,10 @@ def load_optimizer(optimizer: torch.optim.Optimizer, stem: str | os.PathLike) ->
     for name, value in list(tensors.items()) + list(meta["scalars"].items()):
         index, key = name.split(".", 1)
         state.setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # JSON turned tuples (Adam's betas) into lists; give them back their type.
+    groups = [
+        {key: tuple(value) if isinstance(value, list) and key != "params" else value
+         for key, value in group.items()}
+        for group in meta["param_groups"]
+    ]  # fmt: skip
+    optimizer.load_state_dict({"state": state, "param_groups": groups})

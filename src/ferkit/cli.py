@@ -110,8 +110,12 @@ def _training_config(arguments: argparse.Namespace):
 def _command_synth(arguments) -> int:
     from ferkit.data import write_synthetic_csv
 
-    path = write_synthetic_csv(arguments.out, n=arguments.n, seed=arguments.seed)
+    path = write_synthetic_csv(
+        arguments.out, arguments.n, arguments.seed, arguments.png_dir, arguments.png_count
+    )
     print(f"wrote {arguments.n} synthetic faces to {path}")
+    if arguments.png_dir:
+        print(f"wrote {arguments.png_count} held-out face images to {arguments.png_dir}")
     return 0
 
 
@@ -204,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="CSV file to write (.csv or .csv.gz)")
     synth.add_argument("--n", type=int, default=3500, help="number of faces (default 3500)")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--png-dir", help="also save held-out faces as PNG crops here")
+    synth.add_argument("--png-count", type=int, default=8, help="faces to save with --png-dir")
     synth.set_defaults(handler=_command_synth)
 
     explore = commands.add_parser("explore", help="class counts, distribution and sample faces")

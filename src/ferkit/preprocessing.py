@@ -104,7 +104,10 @@ def normalize_batch(images, normalization: dict | None = None):
     import torch
 
     normalization = normalization or DEFAULT_NORMALIZATION
-    tensor = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
-    tensor = tensor.to(torch.float32).unsqueeze(1)
+    if torch.is_tensor(images):
+        tensor = images.to(torch.float32)
+    else:  # the float copy is writable even when the uint8 source (e.g. from PIL) is not
+        tensor = torch.from_numpy(np.asarray(images).astype(np.float32))
+    tensor = tensor.unsqueeze(1)
     scale = 1.0 / (255.0 * normalization["std"])
     return tensor * scale - normalization["mean"] / normalization["std"]

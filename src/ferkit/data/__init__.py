@@ -32,6 +32,7 @@ __all__ = [
     "save_fer2013_csv",
     "split_dataset",
     "stratified_folds",
+    "write_face_images",
     "write_synthetic_csv",
 ]
 
@@ -105,10 +106,18 @@ def load_fer2013(
     return dataset
 
 
-def write_synthetic_csv(out: str | os.PathLike, n: int = 3500, seed: int = 0) -> Path:
+def write_synthetic_csv(
+    out: str | os.PathLike,
+    n: int = 3500,
+    seed: int = 0,
+    png_dir: str | os.PathLike | None = None,
+    png_count: int = 8,
+) -> Path:
     """Write ``n`` procedurally drawn faces as a FER2013-format CSV (``ferkit synth``'s twin).
 
-    Rows carry a ``Usage`` column (80 % Training, 10 % PublicTest, 10 % PrivateTest).
+    Rows carry a ``Usage`` column (80 % Training, 10 % PublicTest, 10 % PrivateTest). With
+    ``png_dir``, the first ``png_count`` held-out (PrivateTest) faces are also saved as PNG
+    face crops, for trying ``ferkit predict`` on faces no model was trained on.
 
     Example:
         >>> import tempfile, pathlib
@@ -120,4 +129,37 @@ def write_synthetic_csv(out: str | os.PathLike, n: int = 3500, seed: int = 0) ->
 
     if n < 7:
         raise DataError(f"--n {n}: need at least 7 faces (one per class)")
-    return save_fer2013_csv(make_synthetic_dataset(n, seed), out)
+    dataset = make_synthetic_dataset(n, seed)
+    path = save_fer2013_csv(dataset, out)
+    if png_dir is not None:
+        held_out = dataset.subset(dataset.usage == "PrivateTest")
+        write_face_images(held_out if len(held_out) else dataset, png_dir, count=png_count)
+    return path
+
+
+def write_face_images(
+    dataset: FerDataset, folder: str | os.PathLike, count: int = 8, scale: int = 2
+) -> list[Path]:
+    """Save the first ``count`` faces as PNG files named ``face_000_Happy.png``, ...
+
+    ``scale`` enlarges them (nearest neighbour) so they look like ordinary face crops.
+
+    Example:
+        >>> import tempfile
+        >>> from ferkit.data.synth import make_synthetic_dataset
+        >>> paths = write_face_images(make_synthetic_dataset(7), tempfile.mkdtemp(), count=2)
+        >>> [path.suffix for path in paths]
+        ['.png', '.png']
+    """
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(min(count, len(dataset))):
+        name = dataset.class_names[int(dataset.labels[index])]
+        path = folder / f"face_{index:03d}_{name}.png"
+        image = Image.fromarray(dataset.images[index])
+        image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,83 @@
+"""Tests for ferkit.inference: Predictor and predict_files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ferkit.checkpoint import make_model_card, save_checkpoint
+from ferkit.data import FER2013_CLASS_NAMES
+from ferkit.errors import FerkitError
+from ferkit.inference import Predictor, predict_files
+from ferkit.models import create_model
+from ferkit.preprocessing import normalize_batch, to_face_array
+
+
+@pytest.fixture()
+def run_dir(tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    model = create_model("seed", channels=[4, 8, 4]).eval()
+    card = make_model_card(model, FER2013_CLASS_NAMES, {"mean": 0.5, "std": 0.25})
+    save_checkpoint(model, tmp_path / "best", card)
+    return tmp_path
+
+
+def test_predictor_accepts_paths_arrays_and_pil_images(run_dir, tmp_path):
+    predictor = Predictor.from_run(run_dir, device="cpu")
+    random = np.random.default_rng(0)
+    color = random.integers(0, 256, (90, 70, 3), dtype=np.uint8)
+    Image.fromarray(color).save(tmp_path / "face.jpg", quality=95)
+    from_path = predictor.predict(tmp_path / "face.jpg")
+    from_array = predictor.predict(color)
+    from_pil = predictor.predict(Image.fromarray(color))
+    assert from_path.source == str(tmp_path / "face.jpg") and from_array.source is None
+    assert from_array.probabilities == pytest.approx(from_pil.probabilities, abs=1e-6)
+    assert set(from_array.probabilities) == set(FER2013_CLASS_NAMES)
+    assert sum(from_array.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert from_array.label == max(from_array.probabilities, key=from_array.probabilities.get)
+    assert from_array.score == pytest.approx(from_array.probabilities[from_array.label])
+    batch = predictor.predict([color, color[:, :, 0]])
+    assert isinstance(batch, list) and len(batch) == 2
+
+
+def test_predictor_uses_the_eval_preprocessing(run_dir):
+    """Predict == model(normalize_batch(to_face_array(image))) computed by hand."""
+    import torch
+
+    predictor = Predictor.from_run(run_dir, device="cpu")
+    image = np.random.default_rng(1).integers(0, 256, (120, 120), dtype=np.uint8)
+    expected = torch.softmax(
+        predictor.model(normalize_batch(to_face_array(image)[None])), dim=1
+    ).detach()
+    probabilities = predictor.predict_proba(to_face_array(image)[None])
+    np.testing.assert_allclose(probabilities, expected.numpy(), rtol=1e-5, atol=1e-6)
+    result = predictor.predict(image)
+    np.testing.assert_allclose(
+        [result.probabilities[name] for name in FER2013_CLASS_NAMES], probabilities[0], atol=1e-6
+    )
+
+
+def test_predict_files_reports_bad_files_and_keeps_going(run_dir, tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.full((48, 48), 128, np.uint8)).save(good)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    missing = tmp_path / "missing.png"
+    predictions, errors = predict_files([broken, good, missing], run_dir, device="cpu")
+    assert [prediction.source for prediction in predictions] == [str(good)]
+    assert len(errors) == 2
+    assert str(broken) in errors[0] and "not a readable image" in errors[0]
+    assert str(missing) in errors[1] and "no such file" in errors[1]
+
+
+def test_predict_proba_of_empty_input(run_dir):
+    predictor = Predictor.from_run(run_dir, device="cpu")
+    assert predictor.predict_proba(np.zeros((0, 48, 48), np.uint8)).shape == (0, 7)
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(FerkitError, match="no best.safetensors"):
+        Predictor.from_run(tmp_path)

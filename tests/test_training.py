@@ -1,0 +1,258 @@
+"""Tests for ferkit.training: schedule, config, augmentation, fit, resume, interruption, cv."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ferkit.data import split_dataset
+from ferkit.data.synth import make_synthetic_dataset
+from ferkit.errors import FerkitError
+from ferkit.training import TrainConfig, fit, learning_rate_at
+from ferkit.training import loop as training_loop
+from ferkit.training.augment import random_affine
+from ferkit.training.schedule import phase_boundaries
+
+TINY_MODEL = {"channels": [4, 8, 8], "dense_units": [16, 8]}
+# A narrow notebook CNN with light dropout: learns the synthetic task in a few epochs.
+SMALL_MODEL = {
+    "channels": [16, 32, 32],
+    "block_dropouts": [0.1, 0.1, 0.1],
+    "dense_dropouts": [0.2, 0.1],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_split():
+    return split_dataset(make_synthetic_dataset(140, seed=3), val_fraction=0.25, seed=0)
+
+
+def tiny_config(tmp_path, **changes) -> TrainConfig:
+    values = dict(
+        out=str(tmp_path / "run"),
+        epochs=[2, 1],
+        batch_size=16,
+        progress=False,
+        model_args=TINY_MODEL,
+    )
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+# --- schedule -------------------------------------------------------------------------------
+
+
+def test_learning_rate_drops_exactly_at_phase_boundaries():
+    phases, base = [20, 20], 1e-3
+    assert learning_rate_at(0, phases, base, 0.1) == pytest.approx(1e-3)
+    assert learning_rate_at(19, phases, base, 0.1) == pytest.approx(1e-3)
+    assert learning_rate_at(20, phases, base, 0.1) == pytest.approx(1e-4)
+    assert learning_rate_at(39, phases, base, 0.1) == pytest.approx(1e-4)
+    # past the end: stays in the last phase
+    assert learning_rate_at(45, phases, base, 0.1) == pytest.approx(1e-4)
+
+
+def test_three_phase_schedule_and_boundaries():
+    phases = [3, 2, 4]
+    rates = [learning_rate_at(epoch, phases, 1.0, 0.5) for epoch in range(9)]
+    assert rates == [1.0, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.25, 0.25]
+    assert phase_boundaries(phases) == [3, 5]
+
+
+def test_schedule_rejects_negative_epoch():
+    with pytest.raises(ValueError):
+        learning_rate_at(-1, [1], 1.0, 0.1)
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        ("optimizer", "rmsprop", "adam, adamw, sgd"),
+        ("device", "tpu", "auto, cpu, cuda, mps"),
+        ("precision", "fp8", "auto, fp32, bf16"),
+        ("split", "random", "stratified, usage"),
+    ],
+)
+def test_config_errors_name_the_value_and_choices(field, value, fragment):
+    with pytest.raises(FerkitError) as error:
+        TrainConfig(**{field: value}).validate()
+    assert repr(value) in str(error.value) and fragment in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"epochs": [0, 0]}, {"lr": 0}, {"batch_size": 0}, {"lr_drop": 1.5}, {"val_fraction": 1.0}],
+)
+def test_config_rejects_bad_numbers(changes):
+    with pytest.raises(FerkitError):
+        TrainConfig(**changes).validate()
+
+
+def test_config_round_trips_through_a_dict():
+    config = TrainConfig(epochs=[3, 4], model_args={"channels": [8, 8, 8]})
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(FerkitError, match="unknown config field"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+# --- augmentation ---------------------------------------------------------------------------
+
+
+def test_random_affine_is_seeded_batched_and_changes_faces():
+    images = torch.rand(32, 1, 48, 48)
+    first = random_affine(images, torch.Generator().manual_seed(5))
+    again = random_affine(images, torch.Generator().manual_seed(5))
+    other = random_affine(images, torch.Generator().manual_seed(6))
+    assert first.shape == images.shape
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert not torch.allclose(first, images)
+
+
+def test_random_affine_without_motion_only_flips():
+    images = torch.rand(64, 1, 48, 48)
+    output = random_affine(
+        images, torch.Generator().manual_seed(0), max_shift=0, max_rotation=0, max_scale=0
+    )
+    flipped = torch.flip(images, dims=[3])
+    for index in range(len(images)):
+        same = torch.allclose(output[index], images[index], atol=1e-5)
+        mirrored = torch.allclose(output[index], flipped[index], atol=1e-5)
+        assert same or mirrored
+    mirrored_count = sum(
+        torch.allclose(output[index], flipped[index], atol=1e-5) for index in range(len(images))
+    )
+    assert 10 < mirrored_count < 54  # about half are mirrored
+
+
+# --- fit ------------------------------------------------------------------------------------
+
+
+def test_fit_writes_a_complete_run_folder(tmp_path, tiny_split):
+    train_set, val_set = tiny_split
+    result = fit(tiny_config(tmp_path), train_set, val_set, log=lambda line: None)
+    run = result.run_dir
+    for name in [
+        "config.json",
+        "best.safetensors",
+        "best.json",
+        "last.safetensors",
+        "last.json",
+        "history.json",
+        "history.csv",
+        "history.png",
+        "confusion_matrix.png",
+        "metrics.json",
+    ]:
+        assert (run / name).is_file(), name
+    history = json.loads((run / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert [row["lr"] for row in history] == pytest.approx([1e-3, 1e-3, 1e-4])
+    csv_lines = (run / "history.csv").read_text().splitlines()
+    assert csv_lines[0].split(",")[:3] == ["epoch", "lr", "train_loss"]
+    assert len(csv_lines) == 4
+    config = json.loads((run / "config.json").read_text())
+    assert config["epochs"] == [2, 1] and config["model_args"] == TINY_MODEL
+    card = json.loads((run / "best.json").read_text())
+    assert card["architecture"] == "seed"
+    assert card["arguments"]["channels"] == TINY_MODEL["channels"]
+    assert card["class_names"][3] == "Happy"
+    assert card["input_size"] == [48, 48]
+    assert card["normalization"] == {"mean": 0.5, "std": 0.25}
+    assert card["best_epoch"] == result.best_epoch
+    assert max(row["val_accuracy"] for row in history) == pytest.approx(
+        history[result.best_epoch - 1]["val_accuracy"]
+    )
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"accuracy", "macro_f1", "per_class"} <= set(metrics)
+    assert metrics["count"] == len(val_set)
+    assert set(metrics["per_class"]) == set(train_set.class_names)
+
+
+def test_fit_refuses_to_overwrite_a_run_unless_asked(tmp_path, tiny_split):
+    train_set, val_set = tiny_split
+    config = tiny_config(tmp_path, epochs=[1])
+    fit(config, train_set, val_set, log=lambda line: None)
+    with pytest.raises(FerkitError, match="already holds a run"):
+        fit(config, train_set, val_set, log=lambda line: None)
+    fit(dataclasses.replace(config, overwrite=True), train_set, val_set, log=lambda line: None)
+
+
+def test_resume_needs_a_run(tmp_path, tiny_split):
+    with pytest.raises(FerkitError, match="nothing to resume"):
+        fit(tiny_config(tmp_path, resume=True), *tiny_split, log=lambda line: None)
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, tiny_split, monkeypatch):
+    train_set, val_set = tiny_split
+    uninterrupted = fit(
+        tiny_config(tmp_path / "a", precision="fp32"), train_set, val_set, log=lambda line: None
+    )
+
+    # Second run: "killed" (Ctrl-C) when epoch 3 starts, then resumed.
+    real_train_one_epoch = training_loop.train_one_epoch
+
+    def interrupted_at_epoch_three(*args, **kwargs):
+        if args[5] == 2:  # 0-based epoch argument
+            raise KeyboardInterrupt
+        return real_train_one_epoch(*args, **kwargs)
+
+    config = tiny_config(tmp_path / "b", precision="fp32")
+    monkeypatch.setattr(training_loop, "train_one_epoch", interrupted_at_epoch_three)
+    with pytest.raises(training_loop.TrainingInterrupted) as stopped:
+        fit(config, train_set, val_set, log=lambda line: None)
+    assert stopped.value.exit_code == 130
+    assert "--resume" in str(stopped.value)
+    saved_history = json.loads((tmp_path / "b" / "run" / "history.json").read_text())
+    assert len(saved_history) == 2  # the finished epochs were saved
+
+    monkeypatch.setattr(training_loop, "train_one_epoch", real_train_one_epoch)
+    resumed = fit(dataclasses.replace(config, resume=True), train_set, val_set, log=print)
+
+    keys = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"]
+    for row_a, row_b in zip(uninterrupted.history, resumed.history, strict=True):
+        for key in keys:
+            assert row_a[key] == pytest.approx(row_b[key], rel=1e-6, abs=1e-7), key
+    weights_a = load_file(tmp_path / "a" / "run" / "last.safetensors")
+    weights_b = load_file(tmp_path / "b" / "run" / "last.safetensors")
+    assert weights_a.keys() == weights_b.keys()
+    for name in weights_a:
+        torch.testing.assert_close(weights_a[name], weights_b[name], rtol=1e-5, atol=1e-6)
+
+
+def test_resume_rejects_a_different_architecture(tmp_path, tiny_split):
+    config = tiny_config(tmp_path, epochs=[1])
+    fit(config, *tiny_split, log=lambda line: None)
+    other = dataclasses.replace(config, resume=True, model_args={"channels": [8, 8, 8]})
+    with pytest.raises(FerkitError, match="cannot resume with model_args"):
+        fit(other, *tiny_split, log=lambda line: None)
+
+
+def test_short_synthetic_training_reaches_95_percent(tmp_path):
+    """The synthetic task is learnable and the pipeline is correct end to end."""
+    dataset = make_synthetic_dataset(1400, seed=1)
+    train_set, val_set = split_dataset(dataset, val_fraction=0.2, seed=0)
+    config = TrainConfig(
+        out=str(tmp_path / "run"),
+        epochs=[6, 2],
+        batch_size=32,
+        progress=False,
+        model_args=SMALL_MODEL,
+    )
+    result = fit(config, train_set, val_set, log=print)
+    assert result.metrics["accuracy"] >= 0.95
+    # The saved best model gives the same accuracy when reloaded through the predictor.
+    from ferkit.inference import Predictor
+
+    predictor = Predictor.from_run(result.run_dir, device="cpu")
+    probabilities = predictor.predict_proba(val_set.images)
+    reloaded_accuracy = float(np.mean(probabilities.argmax(axis=1) == val_set.labels))
+    assert reloaded_accuracy >= 0.95
