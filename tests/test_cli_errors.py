@@ -137,12 +137,6 @@ def test_version(version_run):
     assert version_run.stdout == f"ferkit {ferkit.__version__}\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (cli.py build_parser -> _add_training_options imports ferkit.training.config, "
-    "whose package __init__ imports the training loop and torch): `ferkit --version` takes "
-    "~2.5 s, although ferkit/__init__.py promises it does not import torch",
-)
 def test_version_does_not_import_torch(version_run):
     imported = {
         line.split("|")[-1].strip()

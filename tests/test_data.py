@@ -221,11 +221,6 @@ def test_gzip_detected_by_content_not_name(tmp_path, faces):
     assert_same_dataset(parse_fer2013_csv(renamed), faces)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (fer2013.py read_text_bytes): a multi-member gzip file (`cat a.gz b.gz`, pigz, "
-    "bgzip) is valid gzip, but only its first member is read, silently dropping rows",
-)
 def test_multi_member_gzip_reads_every_member(tmp_path, faces):
     text = save_fer2013_csv(faces, tmp_path / "faces.csv").read_bytes()
     lines = text.split(b"\n")
@@ -678,11 +673,6 @@ def test_unreadable_cache_entry_warns_and_reparses(csv_path, faces, isolated_cac
     assert_same_dataset(loaded, faces)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (cache.py load_cached): a truncated .npz entry raises zipfile.BadZipFile, "
-    "which is neither OSError nor ValueError, so it escapes instead of warning and re-parsing",
-)
 def test_truncated_cache_entry_warns_and_reparses(csv_path, faces, isolated_cache):
     load_fer2013(csv_path)
     (entry,) = cache_entries(isolated_cache)

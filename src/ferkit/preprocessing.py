@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ferkit.data.dataset import FACE_SIZE
 from ferkit.errors import FerkitError
+
+#: Side of a FER2013 face, and the default model input size, in pixels.
+FACE_SIZE = 48
 
 #: Default input normalisation, on the 0-1 pixel scale: x = (pixel / 255 - mean) / std.
 #: Close to FER2013's own statistics (mean 0.51, std 0.26); recorded in every model card.
@@ -42,10 +44,18 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
+            if image.mode.startswith("I") or image.mode == "F":
+                # 16/32-bit gray: Pillow's convert("L") clips, so rescale to 0-255 here.
+                values = np.asarray(image, dtype=np.float64)
+                peak = values.max(initial=0)
+                if peak > 255:
+                    values = values * (255.0 / (65535.0 if peak <= 65535 else peak))
+                elif image.mode == "F" and peak <= 1.0:
+                    values = values * 255.0
+                return np.clip(np.rint(values), 0, 255).astype(np.uint8)
             if image.mode not in ("L", "RGB"):
-                # Palette/alpha/CMYK images → RGB; 1-bit, 16-bit and gray+alpha → gray.
-                gray_modes = ("1", "LA", "I", "I;16", "I;16B", "I;16L", "F")
-                image = image.convert("L" if image.mode in gray_modes else "RGB")
+                # Palette/alpha/CMYK images → RGB; 1-bit and gray+alpha → gray.
+                image = image.convert("L" if image.mode in ("1", "LA") else "RGB")
             return np.asarray(image)
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise FerkitError(f"{path}: not a readable image ({error})") from error
@@ -71,7 +81,7 @@ def to_face_array(image, size: int = FACE_SIZE) -> np.ndarray:
         if array.dtype != np.uint8:
             if np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:
                 array = array * 255.0  # float images in 0-1
-            array = np.clip(array, 0, 255).astype(np.uint8)
+            array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
         if array.ndim == 3 and array.shape[2] == 1:
             array = array[:, :, 0]
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):

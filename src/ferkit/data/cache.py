@@ -72,7 +72,7 @@ def load_cached(cache_dir: Path, key: str) -> dict[str, np.ndarray] | None:
         # allow_pickle=False: the cache holds plain arrays only, never pickles.
         with np.load(entry, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError) as error:
+    except Exception as error:  # truncated zip, missing member, ...: re-parse instead
         warnings.warn(f"ignoring unreadable cache entry {entry}: {error}", stacklevel=2)
         return None
 

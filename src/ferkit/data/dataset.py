@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ferkit.preprocessing import FACE_SIZE  # noqa: F401  (re-exported: ferkit.data.FACE_SIZE)
+
 #: FER2013 class names, in the dataset's label order (0 = Angry ... 6 = Neutral).
 FER2013_CLASS_NAMES: tuple[str, ...] = (
     "Angry",
@@ -19,9 +21,6 @@ FER2013_CLASS_NAMES: tuple[str, ...] = (
 
 #: Values of FER2013's ``Usage`` column.
 FER2013_USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
-
-#: Side of a FER2013 face in pixels.
-FACE_SIZE = 48
 
 
 @dataclass

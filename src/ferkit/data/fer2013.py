@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import os
 import tempfile
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,10 +19,10 @@ import numpy as np
 from ferkit.data.dataset import FACE_SIZE, FER2013_CLASS_NAMES, FerDataset
 from ferkit.errors import DataError
 
-try:  # ISA-L decompresses gzip about 4x faster than zlib; optional.
-    from isal import isal_zlib as _zlib
+try:  # ISA-L decompresses gzip about 3x faster than the standard library; optional.
+    from isal.igzip import decompress as _gunzip
 except ImportError:  # pragma: no cover - exercised only where isal is missing
-    _zlib = zlib
+    from gzip import decompress as _gunzip
 
 PIXELS_PER_FACE = FACE_SIZE * FACE_SIZE
 REQUIRED_COLUMNS = ("emotion", "pixels")
@@ -38,8 +37,9 @@ def read_text_bytes(path: Path) -> bytes:
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":
         try:
-            return _zlib.decompress(data, 31)  # wbits=31: gzip header and trailer
-        except Exception as error:  # isal and zlib raise different error types
+            # Reads every gzip member (files joined with cat, pigz, bgzip), not only the first.
+            return _gunzip(data)
+        except Exception as error:  # isal and gzip raise different error types
             raise DataError(f"{path}: not a valid gzip file ({error})") from error
     return data
 

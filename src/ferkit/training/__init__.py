@@ -1,15 +1,28 @@
-"""Training: config, LR schedule, batched augmentation, the loop and cross-validation."""
+"""Training: config, LR schedule, batched augmentation, the loop and cross-validation.
 
-from ferkit.training.config import TrainConfig
-from ferkit.training.loop import FitResult, evaluate, fit, train, train_one_epoch
-from ferkit.training.schedule import learning_rate_at
+Names are imported lazily so that ``ferkit.training.config`` (used to build the CLI parser)
+does not import torch: ``ferkit --version`` and ``--help`` stay instant.
+"""
 
-__all__ = [
-    "FitResult",
-    "TrainConfig",
-    "evaluate",
-    "fit",
-    "learning_rate_at",
-    "train",
-    "train_one_epoch",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "TrainConfig": "ferkit.training.config",
+    "FitResult": "ferkit.training.loop",
+    "evaluate": "ferkit.training.loop",
+    "fit": "ferkit.training.loop",
+    "train": "ferkit.training.loop",
+    "train_one_epoch": "ferkit.training.loop",
+    "learning_rate_at": "ferkit.training.schedule",
+    "cross_validate": "ferkit.training.crossval",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'ferkit.training' has no attribute {name!r}")
