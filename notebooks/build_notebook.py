@@ -69,12 +69,7 @@ markdown(r"""
 
 code(r"""
 import os
-import warnings
 from pathlib import Path
-
-# ferkit's progress bars use tqdm.auto, which warns in Jupyter when ipywidgets is missing; this
-# notebook prints one line per epoch instead of progress bars, so that warning is only noise.
-warnings.filterwarnings("ignore", message="IProgress not found")
 
 # None: synthetic faces. For real data, a FER2013 CSV, e.g.
 # DATA = "../../shared/data/fer2013-train-publictest.csv.gz"
@@ -117,7 +112,6 @@ import PIL.Image
 from IPython.display import Image, display
 
 import ferkit
-import ferkit.plots  # noqa: F401  (imported before `%matplotlib inline`: see the comment below)
 from ferkit.checkpoint import load_checkpoint
 from ferkit.data import load_fer2013, split_dataset, write_synthetic_csv
 from ferkit.evaluation import classification_metrics, format_metrics
@@ -128,8 +122,6 @@ from ferkit.models import count_parameters, create_model, list_models
 from ferkit.training import TrainConfig, fit, learning_rate_at
 from ferkit.training.crossval import cross_validate
 
-# Importing ferkit.plots selects Matplotlib's file-only Agg backend, which would silence
-# plt.show() in this notebook; switching back to inline plots afterwards keeps both working.
 %matplotlib inline
 
 print(f"ferkit {ferkit.__version__}")

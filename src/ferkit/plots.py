@@ -1,18 +1,25 @@
-"""Figures written to files with Matplotlib's Agg backend (never ``plt.show()``)."""
+"""Figures written to files (never ``plt.show()``).
+
+Figures are built with ``matplotlib.figure.Figure`` directly, not pyplot: no global backend is
+switched (a notebook keeps its inline plots), and nothing is left open in pyplot's registry.
+Saving a PNG uses Matplotlib's Agg renderer.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # library code renders to files only; no display needed
+from ferkit.io import atomic_write
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
-from ferkit.io import atomic_write  # noqa: E402
+def _figure(rows: int = 1, columns: int = 1, **options):
+    figure = Figure(**options)
+    return figure, figure.subplots(rows, columns, squeeze=False)
 
 
 def _save(figure, path: str | os.PathLike) -> Path:
@@ -21,10 +28,7 @@ def _save(figure, path: str | os.PathLike) -> Path:
     def write(temporary: str) -> None:
         figure.savefig(temporary, format=path.suffix.lstrip(".") or "png", dpi=110)
 
-    try:
-        return atomic_write(path, write)
-    finally:
-        plt.close(figure)
+    return atomic_write(path, write)
 
 
 def plot_history(history: list[dict], path, lr_drop_epochs=()) -> Path:
@@ -44,7 +48,8 @@ def plot_history(history: list[dict], path, lr_drop_epochs=()) -> Path:
         True
     """
     epochs = [row["epoch"] for row in history]
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    figure, axes = _figure(1, 2, figsize=(11, 4))
+    loss_axis, accuracy_axis = axes[0]
     for axis, key, title in ((loss_axis, "loss", "Loss"), (accuracy_axis, "accuracy", "Accuracy")):
         axis.plot(epochs, [row[f"train_{key}"] for row in history], "o-", ms=3, label="train")
         axis.plot(epochs, [row[f"val_{key}"] for row in history], "o-", ms=3, label="validation")
@@ -53,6 +58,7 @@ def plot_history(history: list[dict], path, lr_drop_epochs=()) -> Path:
                 epoch - 0.5, color="gray", ls="--", lw=1, label="LR drop" if index == 0 else None
             )
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_title(title)
         axis.grid(alpha=0.3)
         axis.legend()
@@ -73,7 +79,8 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names, path, title: str = ""
     row_sums = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, row_sums, out=np.zeros(matrix.shape), where=row_sums > 0)
     size = max(5.0, 0.7 * len(class_names) + 2)
-    figure, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    figure, axes = _figure(1, 2, figsize=(2 * size + 1, size))
+    axes = axes[0]
     panels = ((axes[0], matrix, "counts", "d"), (axes[1], normalised, "row-normalised", ".2f"))
     for axis, values, name, number_format in panels:
         image = axis.imshow(values, cmap="Blues")
@@ -111,7 +118,8 @@ def plot_label_distribution(counts: dict[str, int], path, title: str = "Label di
     """
     names, values = list(counts), np.array(list(counts.values()))
     total = max(int(values.sum()), 1)
-    figure, axis = plt.subplots(figsize=(8, 4))
+    figure, axes = _figure(figsize=(8, 4))
+    axis = axes[0, 0]
     bars = axis.bar(names, values, color="tab:blue")
     for bar, value in zip(bars, values):
         axis.annotate(
@@ -138,7 +146,7 @@ def plot_face_grid(images: np.ndarray, titles, path, columns: int = 4) -> Path:
         True
     """
     rows = int(np.ceil(len(images) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.2 * rows), squeeze=False)
+    figure, axes = _figure(rows, columns, figsize=(2.0 * columns, 2.2 * rows))
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index < len(images):
@@ -158,7 +166,8 @@ def plot_cross_validation(folds: list[dict], path) -> Path:
         True
     """
     positions = np.arange(1, len(folds) + 1)
-    figure, axis = plt.subplots(figsize=(max(5, 1.2 * len(folds) + 2), 4))
+    figure, axes = _figure(figsize=(max(5, 1.2 * len(folds) + 2), 4))
+    axis = axes[0, 0]
     for offset, key, color in ((-0.2, "accuracy", "tab:blue"), (0.2, "macro_f1", "tab:orange")):
         values = np.array([fold[key] for fold in folds])
         axis.bar(positions + offset, values, width=0.4, color=color, label=key)

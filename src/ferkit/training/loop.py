@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as functional
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: no ipywidgets needed in notebooks
 
 from ferkit.checkpoint import (
     load_optimizer,
@@ -272,7 +272,7 @@ def evaluate(
             float(functional.cross_entropy(logits, targets).item()) if len(targets) else 0.0
         )
         result["accuracy"] = (
-            float((probabilities.argmax(dim=1) == targets).float().mean()) if len(targets) else 0.0
+            float(np.mean(result["predictions"] == targets.numpy())) if len(targets) else 0.0
         )
     return result
 
