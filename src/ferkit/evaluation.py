@@ -70,6 +70,41 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def align_labels(dataset, class_names) -> np.ndarray:
+    """The dataset's labels as indices into ``class_names`` (a model's classes).
+
+    Class names are matched by name (any order, any case). A CSV carries only label numbers,
+    so when its rows use FER2013's default names and the model has custom classes, the numbers
+    are taken as the model's indices.
+
+    Raises:
+        FerkitError: when the classes cannot be matched.
+
+    Example:
+        >>> import numpy as np
+        >>> from ferkit.data import FerDataset
+        >>> ds = FerDataset(np.zeros((2, 48, 48), np.uint8), np.array([0, 1]), ("b", "a"))
+        >>> align_labels(ds, ["a", "b"]).tolist()
+        [1, 0]
+    """
+    from ferkit.data.dataset import FER2013_CLASS_NAMES
+
+    names = [name.lower() for name in class_names]
+    dataset_names = [name.lower() for name in dataset.class_names]
+    if dataset_names == names:
+        return dataset.labels
+    if set(dataset_names) <= set(names):
+        mapping = np.array([names.index(name) for name in dataset_names])
+        return mapping[dataset.labels]
+    from_csv = tuple(dataset.class_names) == FER2013_CLASS_NAMES and Path(dataset.source).is_file()
+    if from_csv and (len(dataset) == 0 or int(dataset.labels.max()) < len(names)):
+        return dataset.labels
+    raise FerkitError(
+        f"{dataset.source}: its classes {list(dataset.class_names)} do not match the model's "
+        f"{list(class_names)}"
+    )
+
+
 def evaluate_dataset(
     data: str | os.PathLike,
     model: str | os.PathLike,
@@ -114,16 +149,9 @@ def evaluate_dataset(
                 f"{data}: no rows with Usage {split!r}; the data has: {', '.join(available)}"
             )
         dataset = dataset.subset(dataset.usage == split)
-    if tuple(dataset.class_names) != tuple(predictor.class_names):
-        if len(dataset.class_names) != len(predictor.class_names):
-            raise FerkitError(
-                f"{data}: classes {list(dataset.class_names)} do not match the model's "
-                f"{list(predictor.class_names)}"
-            )
+    labels = align_labels(dataset, predictor.class_names)
     probabilities = predictor.predict_proba(dataset.images, batch_size=batch_size)
-    metrics = classification_metrics(
-        dataset.labels, probabilities.argmax(axis=1), predictor.class_names
-    )
+    metrics = classification_metrics(labels, probabilities.argmax(axis=1), predictor.class_names)
     metrics["data"] = str(data)
     metrics["split"] = split or "all"
     metrics["model"] = str(model)
