@@ -17,7 +17,8 @@ import torch
 
 from ferkit.models import count_parameters, create_model
 from ferkit.training.config import TrainConfig
-from ferkit.training.loop import build_optimizer, cpu_has_fast_bf16, train_one_epoch
+from ferkit.runtime import cpu_has_fast_bf16
+from ferkit.training.loop import build_optimizer, train_one_epoch
 
 
 def measure(arch: str, batch_size: int, steps: int, warmup: int, precision, channels_last: bool):

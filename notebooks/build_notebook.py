@@ -289,15 +289,16 @@ markdown(r"""
 ## 8. The saved model and history
 
 Where the classic notebook saves the Keras model and pickles the history, `fit` has already
-written the run folder: `config.json`, the best and last weights (`best.safetensors`,
-`last.safetensors`, never pickles) each with a JSON **model card**, the history, the validation
+written the run folder: `config.json`, the best weights (`best.safetensors`, never pickles)
+with a JSON **model card**, the `last/` checkpoint for resuming, the history, the validation
 metrics and the plots. The model card says everything needed to rebuild and use the model:
 architecture and arguments, class names, input size, normalisation and its metrics.
 """)
 
 code(r"""
-for path in sorted(run_dir.iterdir()):
-    print(f"{path.name:<28}{path.stat().st_size:>12,} bytes")
+for path in sorted(run_dir.rglob("*")):
+    if path.is_file():
+        print(f"{str(path.relative_to(run_dir)):<28}{path.stat().st_size:>12,} bytes")
 print()
 print(json.dumps(read_json(run_dir / "best.json"), indent=2))
 """)
@@ -399,11 +400,13 @@ The same steps from a shell:
 ```
 ferkit explore DATA --out runs/explore
 ferkit train DATA --out runs/seed --epochs 20 20 --split usage
-ferkit evaluate DATA --model runs/seed --split PublicTest
+ferkit evaluate DATA --model runs/seed --split PrivateTest   # the held-out test split
 ferkit predict face.png --model runs/seed
 ferkit cv DATA --out runs/cv --folds 5
 ```
 
+(`--split usage` selects the best epoch on `PublicTest`, so report test accuracy on
+`PrivateTest`, the split that took no part in training or selection.)
 `ferkit train --help` lists every `TrainConfig` option (optimizer, weight decay, label
 smoothing, augmentation strengths, device, precision, `--resume`).
 """)

@@ -41,18 +41,38 @@ def test_checkpoint_round_trip_rebuilds_the_model_from_its_card(tmp_path):
 
 def test_channels_last_weights_are_saved(tmp_path):
     model = small_model().to(memory_format=torch.channels_last)
-    save_checkpoint(model, tmp_path / "last", make_model_card(model, "abc", NORMALIZATION))
-    assert resolve_checkpoint(tmp_path) == tmp_path / "last"  # no best: falls back to last
+    save_checkpoint(
+        model, tmp_path / "last" / "model", make_model_card(model, "abc", NORMALIZATION)
+    )
+    # no best: a run folder falls back to its last/ bundle
+    assert resolve_checkpoint(tmp_path) == tmp_path / "last" / "model"
 
 
 def test_missing_or_foreign_checkpoints_are_clear_errors(tmp_path):
     with pytest.raises(FerkitError, match="no best.safetensors"):
         load_checkpoint(tmp_path)
+    (tmp_path / "damaged.safetensors").write_bytes(b"\x00garbage")
+    (tmp_path / "damaged.json").write_text("{not json")
+    with pytest.raises(FerkitError, match="not a readable model card"):
+        load_checkpoint(tmp_path / "damaged.safetensors")
     with pytest.raises(FerkitError, match="not a model"):
         load_checkpoint(tmp_path / "nothing.safetensors")
     model = small_model()
     save_checkpoint(model, tmp_path / "best", {"format": "something-else"})
     with pytest.raises(FerkitError, match="not a ferkit model card"):
+        load_checkpoint(tmp_path)
+
+
+def test_damaged_weights_and_incomplete_cards_are_reported(tmp_path):
+    model = small_model()
+    card = make_model_card(model, "abc", NORMALIZATION)
+    save_checkpoint(model, tmp_path / "best", card)
+    (tmp_path / "best.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(FerkitError, match="not a readable safetensors file"):
+        load_checkpoint(tmp_path)
+    del card["architecture"]
+    (tmp_path / "best.json").write_text(json.dumps(card))
+    with pytest.raises(FerkitError, match="lacks architecture"):
         load_checkpoint(tmp_path)
 
 

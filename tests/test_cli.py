@@ -82,7 +82,7 @@ def test_train_prints_epoch_lines_and_fills_the_run_folder(workspace):
     assert "lr 1.0e-03" in epoch_lines[0] and "lr 1.0e-04" in epoch_lines[2]
     assert "224 train, 28 validation (usage split)" in trained.stdout
     run = folder / "run"
-    for name in ("config.json", "best.safetensors", "best.json", "last.safetensors",
+    for name in ("config.json", "best.safetensors", "best.json", "last/model.safetensors",
                  "history.json", "history.csv", "history.png", "metrics.json",
                  "confusion_matrix.png"):  # fmt: skip
         assert (run / name).is_file(), name
@@ -165,7 +165,7 @@ def test_ctrl_c_saves_and_resume_finishes(workspace, environment):
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
     )
-    state = run / "training_state.json"
+    state = run / "last" / "state.json"
     deadline = time.monotonic() + 120
     while not state.exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.1)

@@ -81,7 +81,7 @@ def test_skip_bad_rows_reports_skipped_lines(faces_csv, cache_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     problem = "field 'pixels': value 11 is '12a', not an integer"
-    assert f"skipped 2 bad rows: line 3: {problem}; line 7: {problem}" in result.stdout
+    assert f"skipped 2 bad row(s): line 3: {problem}; line 7: {problem}" in result.stdout
     total_line = next(line for line in result.stdout.splitlines() if line.startswith("total"))
     assert total_line.split()[1] == "12"
     assert (out / "label_distribution.png").is_file()

@@ -1028,3 +1028,57 @@ def test_fer2013_usage_split(fer2013):
     train, validation = split_dataset(fer2013, strategy="usage")
     assert (len(train), len(validation)) == (28_709, 3_589)
     assert train.class_counts()["Happy"] == 7215
+
+
+def test_rows_with_compensating_pixel_counts_are_both_reported(tmp_path):
+    """A short row next to a long one must not pass as two rows of 2304 values."""
+    path = save_fer2013_csv(make_synthetic_dataset(14), tmp_path / "faces.csv")
+    lines = path.read_text().splitlines()
+    emotion, pixels, usage = lines[2].split(",")
+    lines[2] = ",".join([emotion, " ".join(pixels.split()[:-1]), usage])
+    emotion, pixels, usage = lines[3].split(",")
+    lines[3] = ",".join([emotion, pixels + " 7", usage])
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        DataError, match=r"line 3: field 'pixels': expected 2304 values, found 2303"
+    ):
+        load_fer2013(path, cache=False)
+    dataset = load_fer2013(path, cache=False, skip_bad_rows=True)
+    assert len(dataset) == 12
+    assert [entry.split(":")[0] for entry in dataset.skipped] == ["line 3", "line 4"]
+
+
+def test_unknown_usage_values_are_reported(tmp_path):
+    path = save_fer2013_csv(make_synthetic_dataset(14), tmp_path / "faces.csv")
+    lines = path.read_text().splitlines()
+    lines[5] = lines[5].rsplit(",", 1)[0] + ",Trainig"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"line 6: field 'Usage': 'Trainig' is not one of"):
+        load_fer2013(path, cache=False)
+
+
+def test_split_layout_with_a_stray_image_reports_it(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for name in ("happy", "sad"):
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / split / name / "a.png")
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "train" / "stray.png")
+    with pytest.raises(DataError, match=r"stray.png: image outside a class folder"):
+        load_fer2013(tmp_path)
+    dataset = load_fer2013(tmp_path, skip_bad_rows=True)
+    assert len(dataset) == 4 and set(dataset.usage) == {"Training", "PublicTest"}
+    assert len(dataset.skipped) == 1
+
+
+def test_empty_custom_class_folder_still_declares_its_class(tmp_path):
+    from PIL import Image
+
+    for name in ("cat", "dog", "emu"):
+        (tmp_path / name).mkdir()
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "cat" / "a.png")
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "emu" / "b.png")
+    dataset = load_fer2013(tmp_path)
+    assert dataset.class_names == ("cat", "dog", "emu")
+    assert sorted(dataset.labels.tolist()) == [0, 2]

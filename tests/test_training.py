@@ -144,8 +144,10 @@ def test_fit_writes_a_complete_run_folder(tmp_path, tiny_split):
         "config.json",
         "best.safetensors",
         "best.json",
-        "last.safetensors",
-        "last.json",
+        "last/model.safetensors",
+        "last/model.json",
+        "last/optimizer.safetensors",
+        "last/state.json",
         "history.json",
         "history.csv",
         "history.png",
@@ -221,8 +223,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, tiny_split, monkeypatch)
     for row_a, row_b in zip(uninterrupted.history, resumed.history, strict=True):
         for key in keys:
             assert row_a[key] == pytest.approx(row_b[key], rel=1e-6, abs=1e-7), key
-    weights_a = load_file(tmp_path / "a" / "run" / "last.safetensors")
-    weights_b = load_file(tmp_path / "b" / "run" / "last.safetensors")
+    weights_a = load_file(tmp_path / "a" / "run" / "last" / "model.safetensors")
+    weights_b = load_file(tmp_path / "b" / "run" / "last" / "model.safetensors")
     assert weights_a.keys() == weights_b.keys()
     for name in weights_a:
         torch.testing.assert_close(weights_a[name], weights_b[name], rtol=1e-5, atol=1e-6)
@@ -232,7 +234,7 @@ def test_resume_rejects_a_different_architecture(tmp_path, tiny_split):
     config = tiny_config(tmp_path, epochs=[1])
     fit(config, *tiny_split, log=lambda line: None)
     other = dataclasses.replace(config, resume=True, model_args={"channels": [8, 8, 8]})
-    with pytest.raises(FerkitError, match="cannot resume with model_args"):
+    with pytest.raises(FerkitError, match="cannot resume with a different config: model_args"):
         fit(other, *tiny_split, log=lambda line: None)
 
 
@@ -256,3 +258,28 @@ def test_short_synthetic_training_reaches_95_percent(tmp_path):
     probabilities = predictor.predict_proba(val_set.images)
     reloaded_accuracy = float(np.mean(probabilities.argmax(axis=1) == val_set.labels))
     assert reloaded_accuracy >= 0.95
+
+
+def test_last_bundle_survives_a_kill_during_the_swap(tmp_path):
+    """A kill between the two folder renames leaves last.new or last.old: both resumable."""
+    import os
+
+    from ferkit.checkpoint import make_model_card
+    from ferkit.models import create_model
+    from ferkit.training.loop import build_optimizer, find_last, save_last
+
+    model = create_model("seed", **TINY_MODEL)
+    optimizer = build_optimizer(model, TrainConfig())
+    card = make_model_card(model, "abcdefg", {"mean": 0.5, "std": 0.25})
+    save_last(tmp_path, model, optimizer, card, {"epoch": 1})
+    save_last(tmp_path, model, optimizer, card, {"epoch": 2})
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["last"]
+    assert find_last(tmp_path) == tmp_path / "last"
+    # Simulate: epoch 3 fully staged, killed after `last` moved aside, before the new one moved in.
+    save_last(tmp_path / "scratch", model, optimizer, card, {"epoch": 3})
+    os.replace(tmp_path / "scratch" / "last", tmp_path / "last.new")
+    os.replace(tmp_path / "last", tmp_path / "last.old")
+    assert find_last(tmp_path) == tmp_path / "last.new"
+    # A staging folder without state.json is incomplete and never chosen.
+    (tmp_path / "last.new" / "state.json").unlink()
+    assert find_last(tmp_path) == tmp_path / "last.old"

@@ -79,17 +79,24 @@ def save_checkpoint(model: torch.nn.Module, stem: str | os.PathLike, card: dict)
 
 
 def resolve_checkpoint(location: str | os.PathLike) -> Path:
-    """Find the checkpoint stem for a run folder (its ``best``), a ``.json`` or ``.safetensors``.
+    """Find the checkpoint stem for a run folder, a ``.json``/``.safetensors`` file or a stem.
+
+    In a run folder: ``best``, else the ``last/`` bundle's ``model``.
 
     Raises:
         FerkitError: when nothing usable is there.
+
+    Example:
+        >>> resolve_checkpoint("/nonexistent")  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        ferkit.errors.FerkitError: /nonexistent: not a model ...
     """
     location = Path(location)
     if location.is_dir():
-        for name in ("best", "last"):
-            if (location / f"{name}.safetensors").is_file():
-                return location / name
-        raise FerkitError(f"{location}: no best.safetensors or last.safetensors in this folder")
+        for stem in (location / "best", location / "model", location / "last" / "model"):
+            if stem.with_suffix(".safetensors").is_file():
+                return stem
+        raise FerkitError(f"{location}: no best.safetensors (or last/model.safetensors) here")
     if location.suffix in (".json", ".safetensors") or not location.suffix:
         # A checkpoint is named by either file or by their common stem (``run/best``).
         stem = location.with_suffix("") if location.suffix else location
@@ -115,12 +122,23 @@ def load_checkpoint(location: str | os.PathLike, device="cpu") -> tuple[torch.nn
         [8, 8, 8]
     """
     stem = resolve_checkpoint(location)
-    card = read_json(stem.with_suffix(".json"))
-    if card.get("format") != CARD_FORMAT:
-        raise FerkitError(f"{stem.with_suffix('.json')}: not a ferkit model card")
+    card_path, weights_path = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
+    try:
+        card = read_json(card_path)
+    except (ValueError, OSError) as error:
+        raise FerkitError(f"{card_path}: not a readable model card ({error})") from error
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        raise FerkitError(f"{card_path}: not a ferkit model card")
+    missing = [key for key in ("architecture", "arguments", "class_names") if key not in card]
+    if missing:
+        raise FerkitError(f"{card_path}: model card lacks {', '.join(missing)}")
     model = create_model(card["architecture"], **card["arguments"])
     try:
-        model.load_state_dict(load_file(stem.with_suffix(".safetensors"), device=str(device)))
+        weights = load_file(weights_path, device=str(device))
+    except Exception as error:  # safetensors raises its own error type for damaged files
+        raise FerkitError(f"{weights_path}: not a readable safetensors file ({error})") from error
+    try:
+        model.load_state_dict(weights)
     except (RuntimeError, OSError) as error:
         raise FerkitError(
             f"{stem.with_suffix('.safetensors')}: weights do not fit the card: {error}"

@@ -19,7 +19,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_training_options(parser: argparse.ArgumentParser) -> None:
+def _add_training_options(parser: argparse.ArgumentParser, cross_validation: bool = False) -> None:
     from ferkit.training.config import DEVICES, OPTIMIZERS, PRECISIONS, SPLITS, TrainConfig
 
     defaults = TrainConfig()
@@ -55,15 +55,17 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         default=defaults.augment,
         help="random flip/shift/zoom/rotation of training faces (default: on)",
     )
-    parser.add_argument("--split", choices=SPLITS, default=defaults.split)
-    parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
+    if not cross_validation:  # folds replace the train/validation split
+        parser.add_argument("--split", choices=SPLITS, default=defaults.split)
+        parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", choices=DEVICES, default=defaults.device)
     parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
     parser.add_argument(
         "--channels-last", action=argparse.BooleanOptionalAction, default=defaults.channels_last
     )
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    if not cross_validation:
+        parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace a run in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -71,6 +73,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
 def _training_config(arguments: argparse.Namespace):
     from ferkit.training.config import TrainConfig
 
+    defaults = TrainConfig()
     model_args = {}
     for item in arguments.model_arg:
         key, separator, value = item.partition("=")
@@ -83,8 +86,8 @@ def _training_config(arguments: argparse.Namespace):
     return TrainConfig(
         data=arguments.data,
         out=arguments.out,
-        split=arguments.split,
-        val_fraction=arguments.val_fraction,
+        split=getattr(arguments, "split", defaults.split),
+        val_fraction=getattr(arguments, "val_fraction", defaults.val_fraction),
         skip_bad_rows=arguments.skip_bad_rows,
         arch=arguments.arch,
         model_args=model_args,
@@ -101,7 +104,7 @@ def _training_config(arguments: argparse.Namespace):
         device=arguments.device,
         precision=arguments.precision,
         channels_last=arguments.channels_last,
-        resume=arguments.resume,
+        resume=getattr(arguments, "resume", False),
         overwrite=arguments.overwrite,
         progress=not arguments.no_progress,
     )
@@ -125,7 +128,7 @@ def _command_explore(arguments) -> int:
     result = explore(arguments.data, arguments.out, arguments.seed, arguments.skip_bad_rows)
     print(result["table"])
     if result["skipped"]:
-        print(f"skipped {len(result['skipped'])} bad rows: " + "; ".join(result["skipped"][:10]))
+        print(result["skipped_summary"])
     print(f"wrote {result['label_distribution']} and {result['samples']}")
     return 0
 
@@ -160,6 +163,7 @@ def _command_cv(arguments) -> int:
 
 
 def _command_evaluate(arguments) -> int:
+    from ferkit.data import describe_skipped
     from ferkit.evaluation import evaluate_dataset, format_metrics
 
     metrics = evaluate_dataset(
@@ -170,6 +174,8 @@ def _command_evaluate(arguments) -> int:
         skip_bad_rows=arguments.skip_bad_rows,
         device=arguments.device,
     )
+    if metrics["skipped"]:
+        print(describe_skipped(metrics["skipped"]) + " (all listed in metrics.json)")
     print(format_metrics(metrics))
     print(f"wrote {metrics['output_folder']}/metrics.json and confusion_matrix.png")
     return 0
@@ -197,6 +203,8 @@ def _command_predict(arguments) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ferkit`` argument parser (one sub-command per pipeline step)."""
+    from ferkit.training.config import DEVICES
+
     parser = argparse.ArgumentParser(
         prog="ferkit",
         description="Facial expression recognition: train, evaluate and use emotion classifiers.",
@@ -223,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_command_train)
 
     cv = commands.add_parser("cv", help="stratified k-fold cross-validation")
-    _add_training_options(cv)
+    _add_training_options(cv, cross_validation=True)
     cv.add_argument("--folds", type=int, default=5)
     cv.set_defaults(handler=_command_cv)
 
@@ -232,14 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", required=True, help="run folder or .safetensors checkpoint")
     evaluate.add_argument("--split", help="only rows with this Usage (e.g. PrivateTest)")
     evaluate.add_argument("--out", help="output folder (default: the model's folder)")
-    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    evaluate.add_argument("--device", default="auto", choices=DEVICES)
     evaluate.set_defaults(handler=_command_evaluate)
 
     predict = commands.add_parser("predict", help="emotion of face-crop images")
     predict.add_argument("images", nargs="+", help="face image files")
     predict.add_argument("--model", required=True, help="run folder or .safetensors checkpoint")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    predict.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    predict.add_argument("--device", default="auto", choices=DEVICES)
     predict.set_defaults(handler=_command_predict)
     return parser
 
@@ -256,6 +264,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as error:  # unreadable input, read-only or full output folder, ...
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

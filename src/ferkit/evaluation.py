@@ -140,6 +140,7 @@ def evaluate_dataset(
 
     predictor = Predictor.from_run(model, device=device)
     dataset = load_fer2013(data, skip_bad_rows=skip_bad_rows)
+    skipped = list(dataset.skipped)
     if split is not None:
         if dataset.usage is None:
             raise FerkitError(f"{data}: --split {split} needs a Usage column; this data has none")
@@ -152,6 +153,7 @@ def evaluate_dataset(
     labels = align_labels(dataset, predictor.class_names)
     probabilities = predictor.predict_proba(dataset.images, batch_size=batch_size)
     metrics = classification_metrics(labels, probabilities.argmax(axis=1), predictor.class_names)
+    metrics["skipped"] = skipped
     metrics["data"] = str(data)
     metrics["split"] = split or "all"
     metrics["model"] = str(model)

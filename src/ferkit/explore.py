@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.data import load_fer2013
+from ferkit.data import describe_skipped, load_fer2013
 from ferkit.data.dataset import FER2013_USAGES, FerDataset
 from ferkit.plots import plot_face_grid, plot_label_distribution
 
@@ -65,6 +65,7 @@ def explore(
         "table": class_table(dataset),
         "counts": dataset.class_counts(),
         "skipped": dataset.skipped,
+        "skipped_summary": describe_skipped(dataset.skipped),
         "label_distribution": str(distribution),
         "samples": str(samples),
     }

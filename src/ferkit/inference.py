@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from ferkit.checkpoint import load_checkpoint, resolve_checkpoint
-from ferkit.preprocessing import normalize_batch, read_image, to_face_array
+from ferkit.preprocessing import read_image, to_face_array
+from ferkit.runtime import batched_logits, resolve_device
 
 
 @dataclass
@@ -80,8 +81,6 @@ class Predictor:
         Example:
             >>> predictor = Predictor.from_run("runs/demo")  # doctest: +SKIP
         """
-        from ferkit.training.loop import resolve_device
-
         resolved = resolve_device(device)
         model, card = load_checkpoint(location, device=resolved)
         return cls(model, card, device=resolved, location=resolve_checkpoint(location))
@@ -100,13 +99,11 @@ class Predictor:
             (2, 7)
         """
         faces = np.asarray(faces, dtype=np.uint8)
-        outputs = []
-        for first in range(0, len(faces), batch_size):
-            batch = normalize_batch(faces[first : first + batch_size], self.normalization)
-            outputs.append(torch.softmax(self.model(batch.to(self.device)).float(), dim=1).cpu())
-        if not outputs:
+        if len(faces) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        return torch.cat(outputs).numpy()
+        # fp32 (no autocast): predictions are reproducible across machines.
+        logits = batched_logits(self.model, faces, self.normalization, batch_size, self.device)
+        return torch.softmax(logits, dim=1).numpy()
 
     def _face(self, item) -> np.ndarray:
         if isinstance(item, (str, os.PathLike)):

@@ -20,12 +20,14 @@ from ferkit.data.fer2013 import parse_fer2013_csv, save_fer2013_csv
 from ferkit.data.folders import load_image_folder
 from ferkit.data.split import split_dataset, stratified_folds
 from ferkit.errors import DataError
+from ferkit.io import atomic_write
 
 __all__ = [
     "FACE_SIZE",
     "FER2013_CLASS_NAMES",
     "FER2013_USAGES",
     "FerDataset",
+    "describe_skipped",
     "load_fer2013",
     "load_image_folder",
     "parse_fer2013_csv",
@@ -35,6 +37,28 @@ __all__ = [
     "write_face_images",
     "write_synthetic_csv",
 ]
+
+
+def describe_skipped(skipped: list[str], limit: int = 10) -> str:
+    """One line saying how many rows were skipped and which (the first ``limit``).
+
+    Example:
+        >>> describe_skipped(["line 3: field 'pixels': ...", "line 9: field 'emotion': ..."], 1)
+        "skipped 2 bad row(s): line 3: field 'pixels': ...; ... and 1 more"
+    """
+    if not skipped:
+        return ""
+    more = f"; ... and {len(skipped) - limit} more" if len(skipped) > limit else ""
+    return f"skipped {len(skipped)} bad row(s): {'; '.join(skipped[:limit])}{more}"
+
+
+def write_skipped(dataset: FerDataset, folder: str | os.PathLike) -> Path | None:
+    """Write every skipped row's description to ``FOLDER/skipped_rows.txt`` (if any)."""
+    if not dataset.skipped:
+        return None
+    from ferkit.io import write_text
+
+    return write_text(Path(folder) / "skipped_rows.txt", "\n".join(dataset.skipped) + "\n")
 
 
 def load_fer2013(
@@ -160,6 +184,7 @@ def write_face_images(
         name = dataset.class_names[int(dataset.labels[index])]
         path = folder / f"face_{index:03d}_{name}.png"
         image = Image.fromarray(dataset.images[index])
-        image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(path)
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+        atomic_write(path, lambda temporary, image=image: image.save(temporary, format="PNG"))
         paths.append(path)
     return paths

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -83,15 +82,16 @@ def store_cached(cache_dir: Path, key: str, arrays: dict[str, np.ndarray]) -> Pa
     A cache that cannot be written (read-only home, full disk) only costs speed, so it warns
     instead of failing.
     """
+    from ferkit.io import atomic_write
+
     target_dir = cache_dir / "datasets"
-    try:
-        target_dir.mkdir(parents=True, exist_ok=True)
-        file_descriptor, temporary = tempfile.mkstemp(dir=target_dir, suffix=".npz.tmp")
-        with os.fdopen(file_descriptor, "wb") as handle:
+
+    def write(temporary: str) -> None:
+        with open(temporary, "wb") as handle:  # a file object: np.savez adds no suffix
             np.savez(handle, **arrays)
-        final = target_dir / f"{key}.npz"
-        os.replace(temporary, final)
-        return final
+
+    try:
+        return atomic_write(target_dir / f"{key}.npz", write)
     except OSError as error:
         warnings.warn(f"could not write dataset cache in {target_dir}: {error}", stacklevel=2)
         return None

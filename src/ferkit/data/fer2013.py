@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from ferkit.data.dataset import FACE_SIZE, FER2013_CLASS_NAMES, FerDataset
+from ferkit.data.dataset import FACE_SIZE, FER2013_CLASS_NAMES, FER2013_USAGES, FerDataset
 from ferkit.errors import DataError
+from ferkit.io import atomic_write
 
 try:  # ISA-L decompresses gzip about 3x faster than the standard library; optional.
     from isal.igzip import decompress as _gunzip
@@ -58,11 +58,11 @@ def _row_error(pixels: bytes) -> str | None:
     return None
 
 
-def _decode_pixel_rows(buffer: np.ndarray, row_count: int) -> np.ndarray | None:
-    """Decode ``row_count`` rows of space-separated digits held in ``buffer``.
+def _decode_pixel_rows(buffer: np.ndarray, row_ends: np.ndarray) -> np.ndarray | None:
+    """Decode rows of space-separated digits held back to back in ``buffer``.
 
-    ``buffer`` holds only digits and spaces (non-pixel bytes already blanked), each row's
-    field followed by at least one space. Returns uint8 (row_count, 2304), or None when any
+    ``buffer`` holds each row's pixel field followed by one space; ``row_ends[r]`` is the
+    offset of row ``r``'s trailing space. Returns uint8 (row_count, 2304), or None when any
     check fails (then the caller re-reads row by row to name the problem).
     """
     # Everything below is element-wise on shifted slices (no index gathers) so it stays in
@@ -73,7 +73,13 @@ def _decode_pixel_rows(buffer: np.ndarray, row_count: int) -> np.ndarray | None:
         return None
     # A token ends where a digit is followed by a non-digit (the buffer ends with a space).
     token_end = is_digit[:-1] & ~is_digit[1:]
+    row_count = len(row_ends)
     if np.count_nonzero(token_end) != row_count * PIXELS_PER_FACE:
+        return None
+    # Every row must hold exactly 2304 values (a short row next to a long one would otherwise
+    # pass the total and shift pixels across rows).
+    tokens_before = np.concatenate([[0], np.cumsum(token_end, dtype=np.int64)])
+    if np.any(np.diff(tokens_before[row_ends], prepend=0) != PIXELS_PER_FACE):
         return None
     # Four digits in a row can only be a value >= 1000.
     if np.any(is_digit[3:] & is_digit[2:-1] & is_digit[1:-2] & is_digit[:-3]):
@@ -235,7 +241,7 @@ def parse_fer2013_csv(
             offset += end - start
             buffer[offset] = _SPACE
             offset += 1
-        decoded = _decode_pixel_rows(buffer, len(rows))
+        decoded = _decode_pixel_rows(buffer, np.cumsum(ends - starts + 1) - 1)
         if decoded is not None:
             images[rows] = decoded
             return []
@@ -265,6 +271,13 @@ def parse_fer2013_csv(
             if name is None:
                 name = names[field_bytes] = field_bytes.strip().decode(errors="replace")
             usage.append(name)
+        allowed = set(FER2013_USAGES)
+        for name in set(names.values()) - allowed:
+            for row in np.flatnonzero(np.array(usage) == name):
+                fail(
+                    int(row),
+                    f"field 'Usage': {name!r} is not one of {', '.join(FER2013_USAGES)}",
+                )
     if problems and not skip_bad_rows:
         # Report the first bad line, and how many more there are.
         first = min(problems)
@@ -308,16 +321,14 @@ def save_fer2013_csv(dataset: FerDataset, path: str | os.PathLike) -> Path:
             line += f",{dataset.usage[index]}"
         lines.append(line)
     text = ("\n".join(lines) + "\n").encode()
-    file_descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(file_descriptor, "wb") as handle:
+
+    def write(temporary: str) -> None:
+        with open(temporary, "wb") as handle:
             if path.suffix == ".gz":
                 with gzip.GzipFile(fileobj=handle, mode="wb", mtime=0) as compressed:
                     compressed.write(text)
             else:
                 handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
     return path

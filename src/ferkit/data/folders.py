@@ -74,21 +74,36 @@ def load_image_folder(root: str | os.PathLike, skip_bad_rows: bool = False) -> F
     top = _subfolders(root)
     if not top:
         raise DataError(f"{root}: no class folders (expected ROOT/<class>/*.png)")
-    # ROOT/<class>/files, or ROOT/<split>/<class>/files when the top folders hold only folders.
-    split_layout = all(not _image_files(folder) and _subfolders(folder) for folder in top)
+    # ROOT/<split>/<class>/files when the top folders are split names (train, test, ...) or
+    # hold only folders; otherwise ROOT/<class>/files.
+    split_layout = all(folder.name.lower() in SPLIT_ALIASES for folder in top) or all(
+        not _image_files(folder) and _subfolders(folder) for folder in top
+    )
     entries: list[tuple[Path, str, str | None]] = []  # (file, class folder name, usage)
+    class_folder_names: set[str] = set()
+    outside_class_folders: list[str] = []
     if split_layout:
         for split_folder in top:
             usage = SPLIT_ALIASES.get(split_folder.name.lower(), split_folder.name)
+            outside_class_folders += [
+                f"{file}: image outside a class folder (expected {split_folder}/<class>/...)"
+                for file in _image_files(split_folder)
+            ]
             for class_folder in _subfolders(split_folder):
+                class_folder_names.add(class_folder.name)
                 entries += [(file, class_folder.name, usage) for file in _image_files(class_folder)]
     else:
         for class_folder in top:
+            class_folder_names.add(class_folder.name)
             entries += [(file, class_folder.name, None) for file in _image_files(class_folder)]
+    if outside_class_folders and not skip_bad_rows:
+        more = len(outside_class_folders) - 1
+        raise DataError(outside_class_folders[0] + (f" (and {more} more)" if more else ""))
     if not entries:
         raise DataError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
 
-    folder_names = sorted({name for _, name, _ in entries}, key=str.lower)
+    # Empty class folders still declare a class.
+    folder_names = sorted(class_folder_names, key=str.lower)
     fer_names = {name.lower(): index for index, name in enumerate(FER2013_CLASS_NAMES)}
     if all(name.lower() in fer_names for name in folder_names):
         class_names = FER2013_CLASS_NAMES
@@ -106,7 +121,7 @@ def load_image_folder(root: str | os.PathLike, skip_bad_rows: bool = False) -> F
     # Pillow releases the GIL while decoding, so threads help on many small files.
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
         results = list(pool.map(load, entries))
-    problems = [message for _, message in results if message is not None]
+    problems = outside_class_folders + [message for _, message in results if message is not None]
     if problems and not skip_bad_rows:
         more = f" (and {len(problems) - 1} more bad files)" if len(problems) > 1 else ""
         raise DataError(problems[0] + more)

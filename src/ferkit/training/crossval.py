@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.data import load_fer2013, stratified_folds
+from ferkit.data import describe_skipped, load_fer2013, stratified_folds, write_skipped
 from ferkit.io import write_json
 from ferkit.training.config import TrainConfig
 from ferkit.training.loop import fit
@@ -29,6 +29,9 @@ def cross_validate(config: TrainConfig, folds: int = 5, log=print) -> dict:
     config.validate()
     out = Path(config.out)
     dataset = load_fer2013(config.data, skip_bad_rows=config.skip_bad_rows)
+    if dataset.skipped:
+        listing = write_skipped(dataset, out)
+        log(f"{describe_skipped(dataset.skipped)} (all listed in {listing})")
     pairs = stratified_folds(dataset.labels, folds, seed=config.seed)
     results = []
     for index, (train_index, val_index) in enumerate(pairs, start=1):

@@ -7,9 +7,10 @@ uninterrupted run would have done.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,13 @@ from ferkit.evaluation import classification_metrics
 from ferkit.io import read_json, write_json, write_text
 from ferkit.models import count_parameters, create_model
 from ferkit.preprocessing import DEFAULT_NORMALIZATION, normalize_batch
+from ferkit.runtime import (
+    autocast,
+    batched_logits,
+    prepare_batch,
+    resolve_device,
+    resolve_precision,
+)
 from ferkit.training.augment import random_affine
 from ferkit.training.config import TrainConfig
 from ferkit.training.schedule import learning_rate_at, phase_boundaries
@@ -52,63 +60,6 @@ class TrainingInterrupted(FerkitError):
 
     def __init__(self, message: str):
         super().__init__(message, exit_code=130)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """Map ``auto|cpu|cuda|mps`` to an available ``torch.device``.
-
-    Example:
-        >>> resolve_device("cpu").type
-        'cpu'
-    """
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise FerkitError("device 'cuda' requested but CUDA is not available; use --device cpu")
-    if name == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
-        raise FerkitError("device 'mps' requested but MPS is not available; use --device cpu")
-    if name not in ("cpu", "cuda", "mps"):
-        raise FerkitError(f"unknown device {name!r}; choose one of: auto, cpu, cuda, mps")
-    return torch.device(name)
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True when this CPU runs bf16 matrix math natively (AVX-512 BF16 or AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device`` (None means plain fp32).
-
-    Example:
-        >>> resolve_precision("fp32", torch.device("cpu")) is None
-        True
-    """
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu":
-        return torch.bfloat16 if cpu_has_fast_bf16() else None
-    return None
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    """An autocast context for ``dtype``, or a no-op for fp32."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -135,11 +86,6 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
         nesterov=config.momentum > 0,
         weight_decay=config.weight_decay,
     )
-
-
-def _prepare(batch: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
-    batch = batch.to(device, non_blocking=True)
-    return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
 
 
 def train_one_epoch(
@@ -198,7 +144,7 @@ def train_one_epoch(
                 max_rotation=config.max_rotation,
                 max_scale=config.max_scale,
             )
-        inputs = _prepare(inputs, device, config.channels_last)
+        inputs = prepare_batch(inputs, device, config.channels_last)
         targets = labels[indices].to(device, non_blocking=True)
         with autocast(device, autocast_dtype):
             logits = model(inputs)
@@ -224,7 +170,6 @@ def train_one_epoch(
     }
 
 
-@torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
     images,
@@ -247,20 +192,9 @@ def evaluate(
         >>> result["probabilities"].shape, 0.0 <= result["accuracy"] <= 1.0
         ((3, 7), True)
     """
-    device = device or next(model.parameters()).device
-    model.eval()
-    images = torch.as_tensor(np.asarray(images)) if not torch.is_tensor(images) else images
-    chunks = []
-    for first in range(0, len(images), batch_size):
-        inputs = _prepare(
-            normalize_batch(images[first : first + batch_size], normalization),
-            device,
-            channels_last,
-        )
-        with autocast(device, autocast_dtype):
-            logits = model(inputs)
-        chunks.append(logits.float().cpu())
-    logits = torch.cat(chunks) if chunks else torch.zeros(0, 1)
+    logits = batched_logits(
+        model, images, normalization, batch_size, device, autocast_dtype, channels_last
+    )
     probabilities = torch.softmax(logits, dim=1)
     result = {
         "probabilities": probabilities.numpy(),
@@ -308,6 +242,55 @@ def _summary_line(row: dict, total_epochs: int, improved: bool) -> str:
     )
 
 
+#: Config fields that may change when a run is resumed (they do not change what is learned,
+#: or, for ``epochs``, extend the schedule); every other field must match the saved run.
+RESUMABLE_CHANGES = frozenset(
+    {"resume", "overwrite", "progress", "device", "precision", "channels_last",
+     "eval_batch_size", "epochs"}
+)  # fmt: skip
+
+LAST = "last"
+
+
+def save_last(run_dir: Path, model, optimizer, card: dict, state: dict) -> Path:
+    """Save the ``last`` bundle (weights, card, optimizer, training state) as one unit.
+
+    The bundle is written to ``last.new/`` and swapped in by renaming folders, so a kill at
+    any moment leaves a complete bundle behind (``last``, or ``last.new``/``last.old`` mid-swap;
+    :func:`find_last` picks the newest complete one).
+    """
+    staging, current, old = run_dir / f"{LAST}.new", run_dir / LAST, run_dir / f"{LAST}.old"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_checkpoint(model, staging / "model", card)
+    save_optimizer(optimizer, staging / "optimizer")
+    write_json(staging / "state.json", state)  # written last: marks the bundle complete
+    if current.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(current, old)
+    os.replace(staging, current)
+    shutil.rmtree(old, ignore_errors=True)
+    return current
+
+
+def find_last(run_dir: Path) -> Path | None:
+    """The newest complete ``last`` bundle of a run folder, or None.
+
+    Example:
+        >>> find_last(Path("/nonexistent")) is None
+        True
+    """
+    complete = []
+    for name in (LAST, f"{LAST}.new", f"{LAST}.old"):
+        state = run_dir / name / "state.json"
+        if state.is_file():
+            try:
+                complete.append((read_json(state)["epoch"], run_dir / name))
+            except (ValueError, KeyError, OSError):
+                continue  # a damaged bundle is not a resume point
+    return max(complete)[1] if complete else None
+
+
 def fit(
     config: TrainConfig,
     train_set: FerDataset,
@@ -316,9 +299,10 @@ def fit(
 ) -> FitResult:
     """Train ``config.arch`` on ``train_set``, select on ``val_set``, fill the run folder.
 
-    The run folder (``config.out``) receives ``config.json``, ``best``/``last`` checkpoints
-    (safetensors + model card), ``history.json``/``.csv``/``.png``, ``metrics.json`` and
-    ``confusion_matrix.png`` for the validation set.
+    The run folder (``config.out``) receives ``config.json``, the ``best`` checkpoint
+    (``best.safetensors`` + ``best.json`` model card), the ``last/`` bundle for ``--resume``,
+    ``history.json``/``.csv``/``.png``, ``metrics.json`` and ``confusion_matrix.png`` for the
+    validation set.
 
     Example:
         >>> from ferkit.data.synth import make_synthetic_dataset
@@ -330,6 +314,7 @@ def fit(
         >>> len(result.history), (result.run_dir / "best.safetensors").exists()
         (1, True)
     """
+    from ferkit.checkpoint import load_checkpoint
     from ferkit.plots import plot_confusion_matrix, plot_history
 
     config.validate()
@@ -341,14 +326,17 @@ def fit(
         )
     if tuple(train_set.class_names) != tuple(val_set.class_names):
         raise FerkitError("training and validation sets have different class lists")
-    state_path = run_dir / "training_state.json"
-    if config.resume and not state_path.is_file():
-        raise FerkitError(f"{run_dir}: nothing to resume (no training_state.json there)")
-    if not config.resume and state_path.exists() and not config.overwrite:
+    last_bundle = find_last(run_dir)
+    if config.resume and last_bundle is None:
+        raise FerkitError(f"{run_dir}: nothing to resume (no complete {LAST}/ checkpoint there)")
+    if not config.resume and last_bundle is not None and not config.overwrite:
         raise FerkitError(
             f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to "
             "replace it, or choose another --out"
         )
+    if not config.resume:
+        for name in (LAST, f"{LAST}.new", f"{LAST}.old"):
+            shutil.rmtree(run_dir / name, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     device = resolve_device(config.device)
@@ -365,21 +353,21 @@ def fit(
     history: list[dict] = []
     best_accuracy, best_epoch, start_epoch = -1.0, 0, 0
     if config.resume:
-        from ferkit.checkpoint import load_checkpoint
-
-        state = read_json(state_path)
-        saved = dict(state["config"])
-        for key in ("arch", "model_args", "seed", "batch_size", "optimizer"):
-            if saved.get(key) != getattr(config, key):
-                raise FerkitError(
-                    f"{run_dir}: cannot resume with {key}={getattr(config, key)!r}; the run used "
-                    f"{saved.get(key)!r}"
-                )
-        loaded, card = load_checkpoint(run_dir / "last", device=device)
-        if card.get("epoch") != state["epoch"]:
-            raise FerkitError(f"{run_dir}: last checkpoint and training_state.json disagree")
+        state = read_json(last_bundle / "state.json")
+        saved, current = state["config"], config.to_dict()
+        changed = [
+            key
+            for key in current
+            if key not in RESUMABLE_CHANGES and saved.get(key) != current[key]
+        ]
+        if changed:
+            details = ", ".join(
+                f"{key}={current[key]!r} (run: {saved.get(key)!r})" for key in changed
+            )
+            raise FerkitError(f"{run_dir}: cannot resume with a different config: {details}")
+        loaded, _ = load_checkpoint(last_bundle / "model", device=device)
         model.load_state_dict(loaded.state_dict())
-        load_optimizer(optimizer, run_dir / "last_optimizer")
+        load_optimizer(optimizer, last_bundle / "optimizer")
         history = state["history"]
         best_accuracy, best_epoch = state["best_val_accuracy"], state["best_epoch"]
         start_epoch = state["epoch"]
@@ -425,11 +413,11 @@ def fit(
                 best_accuracy, best_epoch = validation["accuracy"], epoch + 1
                 best_card = dict(card, best_epoch=best_epoch, val_accuracy=best_accuracy)
                 save_checkpoint(model, run_dir / "best", best_card)
-            save_checkpoint(model, run_dir / "last", card)
-            save_optimizer(optimizer, run_dir / "last_optimizer")
-            # Written last: the commit point that says epoch `epoch + 1` is complete.
-            write_json(
-                state_path,
+            save_last(
+                run_dir,
+                model,
+                optimizer,
+                card,
                 {
                     "epoch": epoch + 1,
                     "best_val_accuracy": best_accuracy,
@@ -451,12 +439,12 @@ def fit(
 
     _write_history(run_dir, history)
     plot_history(history, run_dir / "history.png", _drop_epochs(config))
-    from ferkit.checkpoint import load_checkpoint
-
     best_model, best_card = load_checkpoint(run_dir / "best", device=device)
+    # Final metrics in fp32, the way `ferkit evaluate` and Predictor compute them, so the
+    # numbers agree; per-epoch selection above may use bf16 for speed.
     validation = evaluate(
         best_model, val_set.images, val_set.labels, config.eval_batch_size, device,
-        autocast_dtype, normalization,
+        None, normalization,
     )  # fmt: skip
     metrics = classification_metrics(
         val_set.labels, validation["predictions"], train_set.class_names
@@ -492,12 +480,13 @@ def train(config: TrainConfig, log=print) -> FitResult:
         >>> result.metrics["accuracy"]  # doctest: +SKIP
         0.97
     """
-    from ferkit.data import load_fer2013, split_dataset
+    from ferkit.data import describe_skipped, load_fer2013, split_dataset, write_skipped
 
     config.validate()
     dataset = load_fer2013(config.data, skip_bad_rows=config.skip_bad_rows)
     if dataset.skipped:
-        log(f"skipped {len(dataset.skipped)} bad rows: " + "; ".join(dataset.skipped[:5]))
+        listing = write_skipped(dataset, config.out)
+        log(f"{describe_skipped(dataset.skipped)} (all listed in {listing})")
     train_set, val_set = split_dataset(dataset, config.split, config.val_fraction, config.seed)
     log(
         f"data: {dataset.source}: {len(dataset)} faces → {len(train_set)} train, "
