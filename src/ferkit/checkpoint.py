@@ -147,7 +147,20 @@ def load_checkpoint(location: str | os.PathLike, device="cpu") -> tuple[torch.nn
 
 
 def save_optimizer(optimizer: torch.optim.Optimizer, stem: str | os.PathLike) -> None:
-    """Save an optimizer's state as safetensors (tensors) + JSON (hyper-parameters)."""
+    """Save an optimizer's state as safetensors (tensors) + JSON (hyper-parameters).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> model = torch.nn.Linear(2, 1)
+        >>> optimizer = torch.optim.Adam(model.parameters())
+        >>> model(torch.ones(1, 2)).sum().backward(); optimizer.step()
+        >>> stem = pathlib.Path(tempfile.mkdtemp()) / "optimizer"
+        >>> save_optimizer(optimizer, stem)
+        >>> fresh = torch.optim.Adam(model.parameters())
+        >>> load_optimizer(fresh, stem)
+        >>> int(fresh.state_dict()["state"][0]["step"])
+        1
+    """
     stem = Path(stem)
     state_dict = optimizer.state_dict()
     tensors, scalars = {}, {}
@@ -165,7 +178,7 @@ def save_optimizer(optimizer: torch.optim.Optimizer, stem: str | os.PathLike) ->
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, stem: str | os.PathLike) -> None:
-    """Restore what :func:`save_optimizer` wrote into ``optimizer``."""
+    """Restore what :func:`save_optimizer` wrote into ``optimizer`` (example there)."""
     stem = Path(stem)
     tensors = load_file(stem.with_suffix(".safetensors"))
     meta = read_json(stem.with_suffix(".json"))

@@ -122,6 +122,12 @@ class Predictor:
 
         Raises:
             FerkitError: naming a file that is missing or not an image.
+
+        Example:
+            >>> predictor.predict("face.png").label  # doctest: +SKIP
+            'Happy'
+            >>> [p.label for p in predictor.predict(["a.png", "b.png"])]  # doctest: +SKIP
+            ['Happy', 'Sad']
         """
         single = not isinstance(inputs, (list, tuple))
         items = [inputs] if single else list(inputs)

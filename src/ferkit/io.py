@@ -49,10 +49,22 @@ def write_json(path: str | os.PathLike, data) -> Path:
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text``, atomically."""
+    """Write ``text``, atomically.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> write_text(pathlib.Path(tempfile.mkdtemp()) / "a.txt", "hi").read_text()
+        'hi'
+    """
     return atomic_write(path, lambda temporary: Path(temporary).write_text(text))
 
 
 def read_json(path: str | os.PathLike):
-    """Read a JSON file."""
+    """Read a JSON file.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> read_json(write_json(pathlib.Path(tempfile.mkdtemp()) / "a.json", [1, 2]))
+        [1, 2]
+    """
     return json.loads(Path(path).read_text())

@@ -63,7 +63,15 @@ def cache_key(path: Path, options: dict) -> str:
 
 
 def load_cached(cache_dir: Path, key: str) -> dict[str, np.ndarray] | None:
-    """Return the cached arrays for ``key``, or None when there is no (readable) entry."""
+    """Return the cached arrays for ``key``, or None when there is no (readable) entry.
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = store_cached(folder, "k", {"x": np.arange(3)})
+        >>> load_cached(folder, "k")["x"].tolist(), load_cached(folder, "other")
+        ([0, 1, 2], None)
+    """
     entry = cache_dir / "datasets" / f"{key}.npz"
     if not entry.is_file():
         return None
@@ -77,7 +85,7 @@ def load_cached(cache_dir: Path, key: str) -> dict[str, np.ndarray] | None:
 
 
 def store_cached(cache_dir: Path, key: str, arrays: dict[str, np.ndarray]) -> Path | None:
-    """Write ``arrays`` under ``key`` atomically (temp file, then rename).
+    """Write ``arrays`` under ``key`` atomically (temp file, then rename); see :func:`load_cached`.
 
     A cache that cannot be written (read-only home, full disk) only costs speed, so it warns
     instead of failing.

@@ -33,7 +33,15 @@ _SPACE, _COMMA, _NEWLINE, _CARRIAGE_RETURN, _ZERO = 32, 44, 10, 13, 48
 
 
 def read_text_bytes(path: Path) -> bytes:
-    """Return the raw bytes of ``path``, gunzipped when it is gzip-compressed."""
+    """Return the raw bytes of ``path``, gunzipped when it is gzip-compressed.
+
+    Example:
+        >>> import gzip, tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.csv.gz"
+        >>> _ = path.write_bytes(gzip.compress(b"emotion,pixels"))
+        >>> read_text_bytes(path)
+        b'emotion,pixels'
+    """
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":
         try:

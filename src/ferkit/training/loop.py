@@ -73,7 +73,13 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD with Nesterov momentum, as the config says."""
+    """Adam, AdamW or SGD with Nesterov momentum, as the config says.
+
+    Example:
+        >>> model = create_model("seed", channels=[4, 4, 4])
+        >>> type(build_optimizer(model, TrainConfig(optimizer="sgd"))).__name__
+        'SGD'
+    """
     parameters = model.parameters()
     if config.optimizer == "adam":
         return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
