@@ -16,8 +16,8 @@ import platform
 import torch
 
 from ferkit.models import count_parameters, create_model
-from ferkit.training.config import TrainConfig
 from ferkit.runtime import cpu_has_fast_bf16
+from ferkit.training.config import TrainConfig
 from ferkit.training.loop import build_optimizer, train_one_epoch
 
 

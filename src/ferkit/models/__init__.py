@@ -103,7 +103,27 @@ def count_parameters(model: nn.Module, include_batchnorm_statistics: bool = True
     return total
 
 
-# Importing the architecture modules registers them.
-from ferkit.models import seed  # noqa: E402, F401
+def model_cost(model: nn.Module, input_size: int = 48, in_channels: int = 1) -> dict:
+    """Parameters and forward MFLOPs per face (multiply and add counted separately).
 
-__all__ = ["count_parameters", "create_model", "list_models", "register_model"]
+    Example:
+        >>> cost = model_cost(create_model("seed"))
+        >>> cost["parameters"], round(cost["mflops"])
+        (674759, 460)
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, in_channels, input_size, input_size))
+    model.train(was_training)
+    return {"parameters": count_parameters(model), "mflops": counter.get_total_flops() / 1e6}
+
+
+# Importing the architecture modules registers them.
+from ferkit.models import resnet, seed, vgg  # noqa: E402, F401
+
+__all__ = ["count_parameters", "create_model", "list_models", "model_cost", "register_model"]
