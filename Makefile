@@ -39,8 +39,8 @@ demo: venv
 	@echo "  cv/cv_summary.json, cv/cv_folds.png"
 
 lint: venv
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks notebooks
+	$(BIN)/ruff format --check src tests benchmarks notebooks
 
 test: lint
 	$(BIN)/python -m pytest -q

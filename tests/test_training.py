@@ -283,3 +283,73 @@ def test_last_bundle_survives_a_kill_during_the_swap(tmp_path):
     # A staging folder without state.json is incomplete and never chosen.
     (tmp_path / "last.new" / "state.json").unlink()
     assert find_last(tmp_path) == tmp_path / "last.old"
+
+
+def test_cosine_schedule_with_warm_up_at_its_boundaries():
+    rates = [
+        learning_rate_at(epoch, [10], 1.0, 0.1, "cosine", warmup_epochs=2, min_lr_ratio=0.1)
+        for epoch in range(12)
+    ]
+    assert rates[0] == pytest.approx(1 / 3 * 1.0)  # warm-up: (epoch + 1) / (warmup + 1)
+    assert rates[1] == pytest.approx(2 / 3 * 1.0)
+    assert rates[2] == pytest.approx(1.0)  # warm-up done: cosine starts at the full LR
+    assert rates[6] == pytest.approx(0.1 + 0.9 * 0.5)  # halfway through the cosine span
+    assert rates[10] == pytest.approx(0.1) and rates[11] == pytest.approx(0.1)  # floor
+    assert all(later <= earlier for earlier, later in zip(rates[2:], rates[3:]))
+
+
+def test_random_erasing_blanks_one_box_in_chosen_faces_only():
+    from ferkit.training.augment import random_erasing
+
+    images = torch.ones(200, 1, 48, 48)
+    erased = random_erasing(images, torch.Generator().manual_seed(0), probability=0.5)
+    blanked = (erased == 0).flatten(1).sum(dim=1)
+    touched = int((blanked > 0).sum())
+    assert 70 < touched < 130
+    areas = blanked[blanked > 0].float() / (48 * 48)
+    assert float(areas.min()) >= 0.005 and float(areas.max()) <= 0.3
+
+
+def test_mix_batch_keeps_probability_mass_and_mixes_pixels():
+    from ferkit.training.augment import mix_batch
+
+    images = torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 1, 4, 4).clone()
+    targets = torch.eye(8)
+    for alphas in ({"mixup_alpha": 0.4}, {"cutmix_alpha": 1.0}):
+        mixed, soft = mix_batch(images, targets, torch.Generator().manual_seed(1), **alphas)
+        torch.testing.assert_close(soft.sum(dim=1), torch.ones(8))
+        # each mixed face's mean pixel equals its soft-label-weighted mean of the sources
+        expected = soft @ torch.arange(8, dtype=torch.float32)
+        torch.testing.assert_close(mixed.mean(dim=(1, 2, 3)), expected)
+    same, same_targets = mix_batch(images, targets, torch.Generator())
+    assert same is images and same_targets is targets
+
+
+def test_recipe_ingredients_train_and_resume_exactly(tmp_path, tiny_split, monkeypatch):
+    """EMA, class weights, erasing, MixUp/CutMix, cosine + warm-up, flip TTA: all resumable."""
+    train_set, val_set = tiny_split
+    recipe = dict(
+        precision="fp32", schedule="cosine", warmup_epochs=1, optimizer="sgd", lr=0.05,
+        ema_decay=0.9, class_weighting=True, random_erasing=0.5, mixup=0.2, cutmix=1.0,
+        label_smoothing=0.1, tta="flip",
+    )  # fmt: skip
+    straight = fit(tiny_config(tmp_path / "a", **recipe), train_set, val_set, log=print)
+    assert json.loads((tmp_path / "a" / "run" / "best.json").read_text())["tta"] == "flip"
+    assert (tmp_path / "a" / "run" / "last" / "ema.safetensors").is_file()
+
+    real_train_one_epoch = training_loop.train_one_epoch
+
+    def interrupted(*args, **kwargs):
+        if args[5] == 2:
+            raise KeyboardInterrupt
+        return real_train_one_epoch(*args, **kwargs)
+
+    config = tiny_config(tmp_path / "b", **recipe)
+    monkeypatch.setattr(training_loop, "train_one_epoch", interrupted)
+    with pytest.raises(training_loop.TrainingInterrupted):
+        fit(config, train_set, val_set, log=print)
+    monkeypatch.setattr(training_loop, "train_one_epoch", real_train_one_epoch)
+    resumed = fit(dataclasses.replace(config, resume=True), train_set, val_set, log=print)
+    for row_a, row_b in zip(straight.history, resumed.history, strict=True):
+        for key in ("train_loss", "val_loss", "val_accuracy", "lr"):
+            assert row_a[key] == pytest.approx(row_b[key], rel=1e-6, abs=1e-7), key

@@ -20,7 +20,15 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_training_options(parser: argparse.ArgumentParser, cross_validation: bool = False) -> None:
-    from ferkit.training.config import DEVICES, OPTIMIZERS, PRECISIONS, SPLITS, TrainConfig
+    from ferkit.training.config import (
+        DEVICES,
+        OPTIMIZERS,
+        PRECISIONS,
+        SCHEDULES,
+        SPLITS,
+        TTAS,
+        TrainConfig,
+    )
 
     defaults = TrainConfig()
     _add_data_options(parser)
@@ -44,11 +52,32 @@ def _add_training_options(parser: argparse.ArgumentParser, cross_validation: boo
     parser.add_argument(
         "--lr-drop", type=float, default=defaults.lr_drop, help="LR factor per phase (0.1)"
     )
+    parser.add_argument(
+        "--schedule", choices=SCHEDULES, default=defaults.schedule, help="LR schedule (step)"
+    )
+    parser.add_argument("--warmup-epochs", type=int, default=defaults.warmup_epochs)
+    parser.add_argument(
+        "--min-lr-ratio", type=float, default=defaults.min_lr_ratio, help="cosine floor / lr"
+    )
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
     parser.add_argument("--momentum", type=float, default=defaults.momentum)
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    parser.add_argument(
+        "--class-weighting", action="store_true", help="inverse-frequency class weights"
+    )
+    parser.add_argument(
+        "--ema-decay", type=float, default=defaults.ema_decay, help="weight EMA (0: off)"
+    )
+    parser.add_argument(
+        "--random-erasing", type=float, default=defaults.random_erasing, help="probability"
+    )
+    parser.add_argument("--mixup", type=float, default=defaults.mixup, help="alpha (0: off)")
+    parser.add_argument("--cutmix", type=float, default=defaults.cutmix, help="alpha (0: off)")
+    parser.add_argument(
+        "--tta", choices=TTAS, default=defaults.tta, help="test-time augmentation (none)"
+    )
     parser.add_argument(
         "--augment",
         action=argparse.BooleanOptionalAction,
@@ -99,6 +128,15 @@ def _training_config(arguments: argparse.Namespace):
         momentum=arguments.momentum,
         weight_decay=arguments.weight_decay,
         label_smoothing=arguments.label_smoothing,
+        schedule=arguments.schedule,
+        warmup_epochs=arguments.warmup_epochs,
+        min_lr_ratio=arguments.min_lr_ratio,
+        class_weighting=arguments.class_weighting,
+        ema_decay=arguments.ema_decay,
+        random_erasing=arguments.random_erasing,
+        mixup=arguments.mixup,
+        cutmix=arguments.cutmix,
+        tta=arguments.tta,
         augment=arguments.augment,
         seed=arguments.seed,
         device=arguments.device,

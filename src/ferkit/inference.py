@@ -65,7 +65,7 @@ class Predictor:
         (True, 1.0)
     """
 
-    def __init__(self, model: torch.nn.Module, card: dict, device="cpu", location=None):
+    def __init__(self, model: torch.nn.Module, card: dict, device="cpu", location=None, tta=None):
         self.model = model.to(device).eval()
         self.card = card
         self.device = torch.device(device)
@@ -73,9 +73,13 @@ class Predictor:
         self.normalization = card["normalization"]
         self.input_size = int(card["input_size"][0])
         self.location = Path(location) if location is not None else None
+        # The card says which test-time augmentation the model was selected with.
+        self.tta = tta if tta is not None else card.get("tta", "none")
 
     @classmethod
-    def from_run(cls, location: str | os.PathLike, device: str = "auto") -> Predictor:
+    def from_run(
+        cls, location: str | os.PathLike, device: str = "auto", tta: str | None = None
+    ) -> Predictor:
         """Load the best model of a run folder (or a ``.safetensors`` checkpoint with its card).
 
         Example:
@@ -83,7 +87,7 @@ class Predictor:
         """
         resolved = resolve_device(device)
         model, card = load_checkpoint(location, device=resolved)
-        return cls(model, card, device=resolved, location=resolve_checkpoint(location))
+        return cls(model, card, resolved, resolve_checkpoint(location), tta)
 
     @property
     def location_folder(self) -> Path:
@@ -102,7 +106,9 @@ class Predictor:
         if len(faces) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         # fp32 (no autocast): predictions are reproducible across machines.
-        logits = batched_logits(self.model, faces, self.normalization, batch_size, self.device)
+        logits = batched_logits(
+            self.model, faces, self.normalization, batch_size, self.device, tta=self.tta
+        )
         return torch.softmax(logits, dim=1).numpy()
 
     def _face(self, item) -> np.ndarray:

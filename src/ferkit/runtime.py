@@ -87,11 +87,12 @@ def batched_logits(
     device: torch.device | None = None,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    tta: str = "none",
 ) -> torch.Tensor:
     """Float32 logits (N, classes) on the CPU for uint8 faces (N, H, W), in batches.
 
     The one forward path of ferkit: eval preprocessing (:func:`normalize_batch`), then the model
-    in eval mode.
+    in eval mode. ``tta="flip"`` averages the logits of each face and its mirror image.
 
     Example:
         >>> from ferkit.models import create_model
@@ -111,7 +112,12 @@ def batched_logits(
             channels_last,
         )
         with autocast(device, autocast_dtype):
-            chunks.append(model(inputs).float().cpu())
+            logits = model(inputs).float()
+            if tta == "flip":
+                logits = (logits + model(torch.flip(inputs, dims=[3])).float()) / 2
+            elif tta != "none":
+                raise FerkitError(f"unknown tta {tta!r}; choose one of: none, flip")
+        chunks.append(logits.cpu())
     if not chunks:
         arguments = getattr(model, "ferkit_arguments", {})
         return torch.zeros(0, arguments.get("num_classes", 0))

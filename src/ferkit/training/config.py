@@ -11,6 +11,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 SPLITS = ("stratified", "usage")
+SCHEDULES = ("step", "cosine")
+TTAS = ("none", "flip")
 
 
 @dataclass
@@ -35,18 +37,27 @@ class TrainConfig:
     # --- schedule ---
     epochs: list[int] = field(default_factory=lambda: [20, 20])  # epochs per LR phase
     lr: float = 1e-3  # learning rate of the first phase
-    lr_drop: float = 0.1  # LR multiplier at each phase boundary
+    lr_drop: float = 0.1  # LR multiplier at each phase boundary ("step" schedule)
+    schedule: str = "step"  # step: LR x lr_drop per phase; cosine: cosine decay over all epochs
+    warmup_epochs: int = 0  # epochs of linear LR warm-up at the start
+    min_lr_ratio: float = 0.0  # cosine schedule's final LR, as a fraction of lr
     batch_size: int = 256  # training faces per step
     # --- optimisation ---
     optimizer: str = "adam"  # adam | adamw | sgd (SGD uses Nesterov momentum)
     momentum: float = 0.9  # SGD momentum (ignored by Adam/AdamW)
     weight_decay: float = 0.0  # L2 (adam, sgd) or decoupled (adamw) weight decay
     label_smoothing: float = 0.0  # cross-entropy label smoothing (0-1)
+    class_weighting: bool = False  # weight the loss by inverse class frequency of the train set
+    ema_decay: float = 0.0  # exponential moving average of weights per step (0: off; e.g. 0.999)
     # --- augmentation (batched, on tensors) ---
     augment: bool = True  # random flip, shift, scale and rotation of training faces
     max_shift: float = 0.1  # largest shift, as a fraction of the face side
     max_rotation: float = 10.0  # largest rotation, degrees
     max_scale: float = 0.1  # largest zoom in or out, fraction (0.1 → 0.9x-1.1x)
+    random_erasing: float = 0.0  # probability of blanking a random box in a training face
+    mixup: float = 0.0  # MixUp Beta(alpha, alpha) parameter (0: off)
+    cutmix: float = 0.0  # CutMix Beta(alpha, alpha) parameter (0: off)
+    tta: str = "none"  # test-time augmentation (validation, and predict/evaluate via the card)
     # --- machine ---
     seed: int = 0  # seeds the split, initialisation, shuffling, augmentation and dropout
     device: str = "auto"  # auto | cpu | cuda | mps
@@ -70,6 +81,8 @@ class TrainConfig:
             "device": DEVICES,
             "precision": PRECISIONS,
             "split": SPLITS,
+            "schedule": SCHEDULES,
+            "tta": TTAS,
         }
         for name, valid in choices.items():
             value = getattr(self, name)
@@ -87,6 +100,17 @@ class TrainConfig:
             raise FerkitError(f"lr_drop={self.lr_drop} must be in (0, 1]")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise FerkitError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+        fractions = {
+            "random_erasing": self.random_erasing,
+            "ema_decay": self.ema_decay,
+            "min_lr_ratio": self.min_lr_ratio,
+        }
+        for name, value in fractions.items():
+            if not 0.0 <= value < 1.0 + (name == "min_lr_ratio"):
+                raise FerkitError(f"{name}={value} must be in [0, 1)")
+        for name in ("mixup", "cutmix", "warmup_epochs"):
+            if getattr(self, name) < 0:
+                raise FerkitError(f"{name}={getattr(self, name)} must be >= 0")
         if not 0.0 < self.val_fraction < 1.0:
             raise FerkitError(f"val_fraction={self.val_fraction} must be in (0, 1)")
         return self

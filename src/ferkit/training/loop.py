@@ -39,7 +39,7 @@ from ferkit.runtime import (
     resolve_device,
     resolve_precision,
 )
-from ferkit.training.augment import random_affine
+from ferkit.training.augment import mix_batch, random_affine, random_erasing
 from ferkit.training.config import TrainConfig
 from ferkit.training.schedule import learning_rate_at, phase_boundaries
 
@@ -104,8 +104,13 @@ def train_one_epoch(
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
     normalization: dict | None = None,
+    class_weights: torch.Tensor | None = None,
+    ema: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> dict:
     """Train one pass over ``images`` (uint8 N×H×W) in shuffled, augmented batches.
+
+    Augmentation (affine, random erasing, MixUp/CutMix) follows ``config``; ``ema``, when
+    given, is updated after every optimizer step.
 
     Returns:
         ``{"loss", "accuracy", "seconds", "images_per_second"}`` over the epoch.
@@ -121,6 +126,7 @@ def train_one_epoch(
         ['accuracy', 'images_per_second', 'loss', 'seconds']
     """
     model.train()
+    num_classes = int(getattr(model, "ferkit_arguments", {}).get("num_classes", 7))
     generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
     torch.manual_seed(epoch_seed(config.seed, epoch) + 1)  # dropout draws from the global RNG
     order = torch.randperm(len(labels), generator=generator)
@@ -150,16 +156,29 @@ def train_one_epoch(
                 max_rotation=config.max_rotation,
                 max_scale=config.max_scale,
             )
+        if config.random_erasing:
+            inputs = random_erasing(inputs, generator, config.random_erasing)
+        targets = labels[indices]
+        loss_targets = targets
+        if config.mixup or config.cutmix:
+            soft = functional.one_hot(targets, num_classes).float()
+            inputs, loss_targets = mix_batch(inputs, soft, generator, config.mixup, config.cutmix)
         inputs = prepare_batch(inputs, device, config.channels_last)
-        targets = labels[indices].to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        loss_targets = loss_targets.to(device, non_blocking=True)
         with autocast(device, autocast_dtype):
             logits = model(inputs)
         loss = functional.cross_entropy(
-            logits.float(), targets, label_smoothing=config.label_smoothing
+            logits.float(),
+            loss_targets,
+            weight=class_weights,
+            label_smoothing=config.label_smoothing,
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
         count = len(indices)
         total_loss += loss.item() * count
         correct += (logits.argmax(dim=1) == targets).sum().item()
@@ -185,6 +204,7 @@ def evaluate(
     autocast_dtype: torch.dtype | None = None,
     normalization: dict | None = None,
     channels_last: bool = False,
+    tta: str = "none",
 ) -> dict:
     """Class probabilities (and loss/accuracy when ``labels`` are given) for uint8 faces.
 
@@ -199,7 +219,7 @@ def evaluate(
         ((3, 7), True)
     """
     logits = batched_logits(
-        model, images, normalization, batch_size, device, autocast_dtype, channels_last
+        model, images, normalization, batch_size, device, autocast_dtype, channels_last, tta
     )
     probabilities = torch.softmax(logits, dim=1)
     result = {
@@ -258,7 +278,7 @@ RESUMABLE_CHANGES = frozenset(
 LAST = "last"
 
 
-def save_last(run_dir: Path, model, optimizer, card: dict, state: dict) -> Path:
+def save_last(run_dir: Path, model, optimizer, card: dict, state: dict, ema_model=None) -> Path:
     """Save the ``last`` bundle (weights, card, optimizer, training state) as one unit.
 
     The bundle is written to ``last.new/`` and swapped in by renaming folders, so a kill at
@@ -270,6 +290,8 @@ def save_last(run_dir: Path, model, optimizer, card: dict, state: dict) -> Path:
     staging.mkdir(parents=True)
     save_checkpoint(model, staging / "model", card)
     save_optimizer(optimizer, staging / "optimizer")
+    if ema_model is not None:
+        save_checkpoint(ema_model, staging / "ema", card)
     write_json(staging / "state.json", state)  # written last: marks the bundle complete
     if current.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -355,6 +377,23 @@ def fit(
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config)
     normalization = dict(DEFAULT_NORMALIZATION)
+    ema = None
+    if config.ema_decay:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model,
+            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay),
+            use_buffers=True,
+        )
+        ema.module.ferkit_name, ema.module.ferkit_arguments = (
+            model.ferkit_name,
+            model.ferkit_arguments,
+        )
+    class_weights = None
+    if config.class_weighting:
+        counts = np.bincount(train_set.labels, minlength=train_set.num_classes).astype(np.float64)
+        # Inverse frequency, normalised so the average weight per face stays 1.
+        weights = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0)
+        class_weights = torch.tensor(weights, dtype=torch.float32, device=device)
 
     history: list[dict] = []
     best_accuracy, best_epoch, start_epoch = -1.0, 0, 0
@@ -374,6 +413,10 @@ def fit(
         loaded, _ = load_checkpoint(last_bundle / "model", device=device)
         model.load_state_dict(loaded.state_dict())
         load_optimizer(optimizer, last_bundle / "optimizer")
+        if ema is not None:
+            ema_model, _ = load_checkpoint(last_bundle / "ema", device=device)
+            ema.module.load_state_dict(ema_model.state_dict())
+            ema.n_averaged.fill_(state["ema_updates"])
         history = state["history"]
         best_accuracy, best_epoch = state["best_val_accuracy"], state["best_epoch"]
         start_epoch = state["epoch"]
@@ -389,16 +432,21 @@ def fit(
     epoch = start_epoch
     try:
         for epoch in range(start_epoch, config.total_epochs):
-            lr = learning_rate_at(epoch, config.epochs, config.lr, config.lr_drop)
+            lr = learning_rate_at(
+                epoch, config.epochs, config.lr, config.lr_drop, config.schedule,
+                config.warmup_epochs, config.min_lr_ratio,
+            )  # fmt: skip
             for group in optimizer.param_groups:
                 group["lr"] = lr
             stats = train_one_epoch(
                 model, train_images, train_labels, optimizer, config, epoch, device,
-                autocast_dtype, normalization,
+                autocast_dtype, normalization, class_weights, ema,
             )  # fmt: skip
+            # With EMA, the averaged weights are the model that is validated and kept.
+            evaluated = ema.module if ema is not None else model
             validation = evaluate(
-                model, val_set.images, val_set.labels, config.eval_batch_size, device,
-                autocast_dtype, normalization, channels_last,
+                evaluated, val_set.images, val_set.labels, config.eval_batch_size, device,
+                autocast_dtype, normalization, channels_last, config.tta,
             )  # fmt: skip
             row = {
                 "epoch": epoch + 1,
@@ -413,25 +461,23 @@ def fit(
             history.append(row)
             improved = validation["accuracy"] > best_accuracy
             card = make_model_card(
-                model, train_set.class_names, normalization, epoch=epoch + 1, **card_base
-            )
+                model, train_set.class_names, normalization, epoch=epoch + 1, tta=config.tta,
+                **card_base,
+            )  # fmt: skip
             if improved:
                 best_accuracy, best_epoch = validation["accuracy"], epoch + 1
                 best_card = dict(card, best_epoch=best_epoch, val_accuracy=best_accuracy)
-                save_checkpoint(model, run_dir / "best", best_card)
-            save_last(
-                run_dir,
-                model,
-                optimizer,
-                card,
-                {
-                    "epoch": epoch + 1,
-                    "best_val_accuracy": best_accuracy,
-                    "best_epoch": best_epoch,
-                    "history": history,
-                    "config": config.to_dict(),
-                },
-            )
+                save_checkpoint(evaluated, run_dir / "best", best_card)
+            state = {
+                "epoch": epoch + 1,
+                "best_val_accuracy": best_accuracy,
+                "best_epoch": best_epoch,
+                "history": history,
+                "config": config.to_dict(),
+            }
+            if ema is not None:
+                state["ema_updates"] = int(ema.n_averaged.item())
+            save_last(run_dir, model, optimizer, card, state, ema.module if ema else None)
             _write_history(run_dir, history)
             log(_summary_line(row, config.total_epochs, improved))
     except KeyboardInterrupt:
@@ -450,7 +496,7 @@ def fit(
     # numbers agree; per-epoch selection above may use bf16 for speed.
     validation = evaluate(
         best_model, val_set.images, val_set.labels, config.eval_batch_size, device,
-        None, normalization,
+        None, normalization, tta=config.tta,
     )  # fmt: skip
     metrics = classification_metrics(
         val_set.labels, validation["predictions"], train_set.class_names
