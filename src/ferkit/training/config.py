@@ -12,7 +12,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 SPLITS = ("stratified", "usage")
 SCHEDULES = ("step", "cosine")
-TTAS = ("none", "flip")
+TTAS = ("none", "flip", "shift")  # = ferkit.runtime.TTA_MODES (kept torch-free here)
 
 
 @dataclass
