@@ -211,6 +211,7 @@ def _command_evaluate(arguments) -> int:
         out=arguments.out,
         skip_bad_rows=arguments.skip_bad_rows,
         device=arguments.device,
+        tta=arguments.tta,
     )
     if metrics["skipped"]:
         print(describe_skipped(metrics["skipped"]) + " (all listed in metrics.json)")
@@ -222,7 +223,9 @@ def _command_evaluate(arguments) -> int:
 def _command_predict(arguments) -> int:
     from ferkit.inference import predict_files
 
-    predictions, errors = predict_files(arguments.images, arguments.model, device=arguments.device)
+    predictions, errors = predict_files(
+        arguments.images, arguments.model, device=arguments.device, tta=arguments.tta
+    )
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
     if arguments.json:
@@ -239,9 +242,19 @@ def _command_predict(arguments) -> int:
     return 1 if errors else 0
 
 
+def _command_ensemble(arguments) -> int:
+    from ferkit.ensemble import create_ensemble
+
+    path = create_ensemble(arguments.models, arguments.out)
+    print(f"wrote an ensemble of {len(arguments.models)} models: {path}")
+    print(f"use it with --model {arguments.out} (predict, evaluate)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``ferkit`` argument parser (one sub-command per pipeline step)."""
     from ferkit.training.config import DEVICES
+    from ferkit.training.config import TTAS as TTA_CHOICES
 
     parser = argparse.ArgumentParser(
         prog="ferkit",
@@ -279,13 +292,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", help="only rows with this Usage (e.g. PrivateTest)")
     evaluate.add_argument("--out", help="output folder (default: the model's folder)")
     evaluate.add_argument("--device", default="auto", choices=DEVICES)
+    evaluate.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
     evaluate.set_defaults(handler=_command_evaluate)
+
+    ensemble = commands.add_parser("ensemble", help="average several trained models")
+    ensemble.add_argument("models", nargs="+", help="run folders or checkpoints (2 or more)")
+    ensemble.add_argument("--out", required=True, help="ensemble folder to write")
+    ensemble.set_defaults(handler=_command_ensemble)
 
     predict = commands.add_parser("predict", help="emotion of face-crop images")
     predict.add_argument("images", nargs="+", help="face image files")
     predict.add_argument("--model", required=True, help="run folder or .safetensors checkpoint")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.add_argument("--device", default="auto", choices=DEVICES)
+    predict.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
     predict.set_defaults(handler=_command_predict)
     return parser
 

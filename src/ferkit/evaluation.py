@@ -113,6 +113,7 @@ def evaluate_dataset(
     skip_bad_rows: bool = False,
     batch_size: int = 512,
     device: str = "auto",
+    tta: str | None = None,
 ) -> dict:
     """Evaluate a trained model on labelled data; writes ``metrics.json`` and confusion plots.
 
@@ -124,6 +125,7 @@ def evaluate_dataset(
         skip_bad_rows: skip invalid rows instead of failing.
         batch_size: faces per forward pass.
         device: auto | cpu | cuda | mps.
+        tta: test-time augmentation (none | flip | shift); None uses the model card's.
 
     Returns:
         The metrics dict (also written to ``OUT/metrics.json``).
@@ -138,7 +140,7 @@ def evaluate_dataset(
     from ferkit.io import write_json
     from ferkit.plots import plot_confusion_matrix
 
-    predictor = Predictor.from_run(model, device=device)
+    predictor = Predictor.from_run(model, device=device, tta=tta)
     dataset = load_fer2013(data, skip_bad_rows=skip_bad_rows)
     skipped = list(dataset.skipped)
     if split is not None:
@@ -157,6 +159,7 @@ def evaluate_dataset(
     metrics["data"] = str(data)
     metrics["split"] = split or "all"
     metrics["model"] = str(model)
+    metrics["tta"] = tta if tta is not None else predictor.card.get("tta", "none")
     out_dir = Path(out) if out is not None else predictor.location_folder
     write_json(out_dir / "metrics.json", metrics)
     plot_confusion_matrix(

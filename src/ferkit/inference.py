@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ferkit.checkpoint import load_checkpoint, resolve_checkpoint
+from ferkit.errors import FerkitError
 from ferkit.preprocessing import read_image, to_face_array
 from ferkit.runtime import batched_logits, resolve_device
 
@@ -65,16 +66,32 @@ class Predictor:
         (True, 1.0)
     """
 
-    def __init__(self, model: torch.nn.Module, card: dict, device="cpu", location=None, tta=None):
-        self.model = model.to(device).eval()
-        self.card = card
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        card: dict,
+        device="cpu",
+        location=None,
+        tta=None,
+        extra_members: list[tuple[torch.nn.Module, dict]] | None = None,
+    ):
         self.device = torch.device(device)
+        # An ensemble is several (model, card) members whose probabilities are averaged.
+        self.members = [(model, card)] + list(extra_members or [])
+        for member_model, member_card in self.members:
+            member_model.to(device).eval()
+            if list(member_card["class_names"]) != list(card["class_names"]):
+                raise FerkitError("ensemble members must share the same class names")
+            if member_card["input_size"] != card["input_size"]:
+                raise FerkitError("ensemble members must share the same input size")
+        self.model = model
+        self.card = card
         self.class_names = tuple(card["class_names"])
         self.normalization = card["normalization"]
         self.input_size = int(card["input_size"][0])
         self.location = Path(location) if location is not None else None
         # The card says which test-time augmentation the model was selected with.
-        self.tta = tta if tta is not None else card.get("tta", "none")
+        self.tta = tta
 
     @classmethod
     def from_run(
@@ -85,7 +102,15 @@ class Predictor:
         Example:
             >>> predictor = Predictor.from_run("runs/demo")  # doctest: +SKIP
         """
+        from ferkit.ensemble import ENSEMBLE_FILE, load_ensemble
+
         resolved = resolve_device(device)
+        if (Path(location) / ENSEMBLE_FILE).is_file():
+            members, card = load_ensemble(location, device=resolved)
+            first_model, _ = members[0]
+            return cls(
+                first_model, card, resolved, Path(location) / ENSEMBLE_FILE, tta, members[1:]
+            )
         model, card = load_checkpoint(location, device=resolved)
         return cls(model, card, resolved, resolve_checkpoint(location), tta)
 
@@ -105,11 +130,16 @@ class Predictor:
         faces = np.asarray(faces, dtype=np.uint8)
         if len(faces) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        # fp32 (no autocast): predictions are reproducible across machines.
-        logits = batched_logits(
-            self.model, faces, self.normalization, batch_size, self.device, tta=self.tta
-        )
-        return torch.softmax(logits, dim=1).numpy()
+        total = None
+        for model, card in self.members:
+            # fp32 (no autocast): predictions are reproducible across machines.
+            tta = self.tta if self.tta is not None else card.get("tta", "none")
+            logits = batched_logits(
+                model, faces, card["normalization"], batch_size, self.device, tta=tta
+            )
+            probabilities = torch.softmax(logits, dim=1)
+            total = probabilities if total is None else total + probabilities
+        return (total / len(self.members)).numpy()
 
     def _face(self, item) -> np.ndarray:
         if isinstance(item, (str, os.PathLike)):
@@ -155,7 +185,9 @@ class Predictor:
         return results[0] if single else results
 
 
-def predict_files(paths, model: str | os.PathLike, device: str = "auto", batch_size: int = 512):
+def predict_files(
+    paths, model: str | os.PathLike, device: str = "auto", batch_size: int = 512, tta=None
+):
     """Classify face-crop image files; unreadable files are reported, the rest still run.
 
     Returns:
@@ -165,9 +197,7 @@ def predict_files(paths, model: str | os.PathLike, device: str = "auto", batch_s
     Example:
         >>> predictions, errors = predict_files(["a.png", "b.png"], "runs/demo")  # doctest: +SKIP
     """
-    from ferkit.errors import FerkitError
-
-    predictor = Predictor.from_run(model, device=device)
+    predictor = Predictor.from_run(model, device=device, tta=tta)
     faces, sources, errors = [], [], []
     for path in paths:
         try:
