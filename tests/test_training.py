@@ -353,3 +353,53 @@ def test_recipe_ingredients_train_and_resume_exactly(tmp_path, tiny_split, monke
     for row_a, row_b in zip(straight.history, resumed.history, strict=True):
         for key in ("train_loss", "val_loss", "val_accuracy", "lr"):
             assert row_a[key] == pytest.approx(row_b[key], rel=1e-6, abs=1e-7), key
+
+
+def test_fine_tuning_from_a_run_with_a_different_class_list(tmp_path, tiny_split):
+    from ferkit.data import FerDataset
+
+    train_set, val_set = tiny_split
+    base = fit(tiny_config(tmp_path / "base", epochs=[1]), train_set, val_set, log=print)
+
+    def three_classes(dataset):
+        keep = dataset.labels < 3
+        return FerDataset(dataset.images[keep], dataset.labels[keep], ("calm", "cross", "tense"))
+
+    lines = []
+    config = tiny_config(
+        tmp_path / "tuned", epochs=[1], init=str(base.run_dir), arch="vgg", model_args={}
+    )
+    tuned = fit(config, three_classes(train_set), three_classes(val_set), log=lines.append)
+    assert any("classifier rebuilt for 3 classes" in line for line in lines)
+    card = json.loads((tuned.run_dir / "best.json").read_text())
+    assert card["class_names"] == ["calm", "cross", "tense"]
+    assert card["architecture"] == "seed"  # the init model's architecture wins
+    assert card["arguments"]["channels"] == TINY_MODEL["channels"]
+    assert card["arguments"]["num_classes"] == 3
+    saved = json.loads((tuned.run_dir / "config.json").read_text())
+    assert saved["arch"] == "seed" and saved["init"] == str(base.run_dir)
+
+
+def test_fine_tuning_with_the_same_classes_copies_every_tensor(tmp_path, tiny_split):
+    train_set, _ = tiny_split
+    from ferkit.checkpoint import load_checkpoint
+    from ferkit.training.loop import initialise_from
+
+    base = fit(tiny_config(tmp_path / "base", epochs=[1]), *tiny_split, log=print)
+    lines = []
+    model = initialise_from(
+        TrainConfig(init=str(base.run_dir)), train_set.class_names, lines.append
+    )
+    reference, _ = load_checkpoint(base.run_dir)
+    for name, tensor in reference.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], tensor)
+    assert "rebuilt" not in lines[0]
+
+
+def test_init_pretrained_without_a_bundled_model_says_so(tmp_path, tiny_split):
+    from ferkit.pretrained import available_bundled_models
+
+    if "default" in available_bundled_models():
+        pytest.skip("this build ships a default model")
+    with pytest.raises(FerkitError, match="ships no 'default' model"):
+        fit(tiny_config(tmp_path, init="pretrained"), *tiny_split, log=print)

@@ -81,7 +81,9 @@ def save_checkpoint(model: torch.nn.Module, stem: str | os.PathLike, card: dict)
 def resolve_checkpoint(location: str | os.PathLike) -> Path:
     """Find the checkpoint stem for a run folder, a ``.json``/``.safetensors`` file or a stem.
 
-    In a run folder: ``best``, else the ``last/`` bundle's ``model``.
+    In a run folder: ``best``, else the ``last/`` bundle's ``model``. A bundled model's name
+    (``default``, ``small``) that is not also a local path addresses the model shipped inside
+    the package.
 
     Raises:
         FerkitError: when nothing usable is there.
@@ -91,6 +93,10 @@ def resolve_checkpoint(location: str | os.PathLike) -> Path:
         Traceback (most recent call last):
         ferkit.errors.FerkitError: /nonexistent: not a model ...
     """
+    from ferkit.pretrained import BUNDLED_MODELS, bundled_model
+
+    if str(location) in BUNDLED_MODELS and not Path(location).exists():
+        return bundled_model(str(location))
     location = Path(location)
     if location.is_dir():
         for stem in (location / "best", location / "model", location / "last" / "model"):

@@ -35,6 +35,11 @@ def _add_training_options(parser: argparse.ArgumentParser, cross_validation: boo
     parser.add_argument("--out", required=True, help="run folder to write")
     parser.add_argument("--arch", default=defaults.arch, help="architecture (default: seed)")
     parser.add_argument(
+        "--init",
+        default=defaults.init,
+        help="start from 'pretrained' (the bundled model) or a run folder/checkpoint",
+    )
+    parser.add_argument(
         "--model-arg",
         action="append",
         default=[],
@@ -119,6 +124,7 @@ def _training_config(arguments: argparse.Namespace):
         val_fraction=getattr(arguments, "val_fraction", defaults.val_fraction),
         skip_bad_rows=arguments.skip_bad_rows,
         arch=arguments.arch,
+        init=arguments.init,
         model_args=model_args,
         epochs=arguments.epochs,
         lr=arguments.lr,
@@ -288,7 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="accuracy, F1 and confusion matrix")
     _add_data_options(evaluate)
-    evaluate.add_argument("--model", required=True, help="run folder or .safetensors checkpoint")
+    evaluate.add_argument(
+        "--model",
+        default="default",
+        help="run folder, checkpoint, ensemble folder, or a bundled model: default, small",
+    )
     evaluate.add_argument("--split", help="only rows with this Usage (e.g. PrivateTest)")
     evaluate.add_argument("--out", help="output folder (default: the model's folder)")
     evaluate.add_argument("--device", default="auto", choices=DEVICES)
@@ -302,7 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="emotion of face-crop images")
     predict.add_argument("images", nargs="+", help="face image files")
-    predict.add_argument("--model", required=True, help="run folder or .safetensors checkpoint")
+    predict.add_argument(
+        "--model",
+        default="default",
+        help="run folder, checkpoint, ensemble folder, or a bundled model: default, small",
+    )
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.add_argument("--device", default="auto", choices=DEVICES)
     predict.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")

@@ -68,13 +68,16 @@ class Predictor:
 
     def __init__(
         self,
-        model: torch.nn.Module,
-        card: dict,
+        model: torch.nn.Module | None = None,
+        card: dict | None = None,
         device="cpu",
         location=None,
         tta=None,
         extra_members: list[tuple[torch.nn.Module, dict]] | None = None,
     ):
+        if model is None:  # Predictor(): the bundled default model
+            location = resolve_checkpoint("default")
+            model, card = load_checkpoint(location, device=device)
         self.device = torch.device(device)
         # An ensemble is several (model, card) members whose probabilities are averaged.
         self.members = [(model, card)] + list(extra_members or [])

@@ -133,7 +133,10 @@ def batched_logits(
     device = device or next(model.parameters()).device
     model.eval()
     if not torch.is_tensor(faces):
-        faces = torch.from_numpy(np.ascontiguousarray(faces, dtype=np.uint8))
+        faces = np.ascontiguousarray(faces, dtype=np.uint8)
+        if not faces.flags.writeable:  # e.g. arrays from PIL; torch wants writable memory
+            faces = faces.copy()
+        faces = torch.from_numpy(faces)
     chunks = []
     for first in range(0, len(faces), batch_size):
         inputs = prepare_batch(

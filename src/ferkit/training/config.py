@@ -34,6 +34,7 @@ class TrainConfig:
     # --- model ---
     arch: str = "seed"  # registered architecture name (ferkit.models.list_models())
     model_args: dict = field(default_factory=dict)  # extra keyword arguments for the architecture
+    init: str = ""  # start from: "" (scratch), "pretrained" (bundled default) or a run/checkpoint
     # --- schedule ---
     epochs: list[int] = field(default_factory=lambda: [20, 20])  # epochs per LR phase
     lr: float = 1e-3  # learning rate of the first phase

@@ -319,6 +319,42 @@ def find_last(run_dir: Path) -> Path | None:
     return max(complete)[1] if complete else None
 
 
+def initialise_from(config: TrainConfig, class_names, log=print) -> torch.nn.Module:
+    """Build the model of ``config.init``'s checkpoint and copy its weights (fine-tuning).
+
+    ``config.init`` is ``"pretrained"`` (the bundled ``default`` model) or a run folder or
+    checkpoint. The architecture and its arguments come from that model's card and are written
+    into ``config``; when the class list differs, the classifier's last layer is rebuilt.
+    """
+    from ferkit.checkpoint import load_checkpoint
+
+    source = "default" if config.init == "pretrained" else config.init
+    pretrained, card = load_checkpoint(source)
+    config.arch = card["architecture"]
+    config.model_args = {
+        key: value for key, value in card["arguments"].items() if key != "num_classes"
+    }
+    model = create_model(config.arch, num_classes=len(class_names), **config.model_args)
+    head = [module for module in model.modules() if isinstance(module, torch.nn.Linear)][-1]
+    head_names = {name for name, parameter in model.named_parameters() if any(
+        parameter is other for other in head.parameters())}  # fmt: skip
+    same_classes = [name.lower() for name in card["class_names"]] == [
+        name.lower() for name in class_names
+    ]
+    own = model.state_dict()
+    copied = {
+        name: tensor
+        for name, tensor in pretrained.state_dict().items()
+        if name in own
+        and own[name].shape == tensor.shape
+        and (same_classes or name not in head_names)
+    }
+    model.load_state_dict(copied, strict=False)
+    rebuilt = "" if same_classes else f"; classifier rebuilt for {len(class_names)} classes"
+    log(f"initialised from {source} ({config.arch}): {len(copied)}/{len(own)} tensors{rebuilt}")
+    return model
+
+
 def fit(
     config: TrainConfig,
     train_set: FerDataset,
@@ -371,7 +407,10 @@ def fit(
     autocast_dtype = resolve_precision(config.precision, device)
     channels_last = config.channels_last and device.type != "mps"
     torch.manual_seed(config.seed)
-    model = create_model(config.arch, num_classes=train_set.num_classes, **config.model_args)
+    if config.init:
+        model = initialise_from(config, train_set.class_names, log)
+    else:
+        model = create_model(config.arch, num_classes=train_set.num_classes, **config.model_args)
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
