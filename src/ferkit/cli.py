@@ -257,6 +257,14 @@ def _command_ensemble(arguments) -> int:
     return 0
 
 
+def _command_export(arguments) -> int:
+    from ferkit.export import export_onnx
+
+    result = export_onnx(arguments.model, arguments.out, opset=arguments.opset, tta=arguments.tta)
+    print(f"wrote {result['path']} (opset {result['opset']}, classes {result['class_names']})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``ferkit`` argument parser (one sub-command per pipeline step)."""
     from ferkit.training.config import DEVICES
@@ -309,6 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("models", nargs="+", help="run folders or checkpoints (2 or more)")
     ensemble.add_argument("--out", required=True, help="ensemble folder to write")
     ensemble.set_defaults(handler=_command_ensemble)
+
+    export = commands.add_parser("export", help="export a model to ONNX (parity-checked)")
+    export.add_argument("model", help="run folder, checkpoint, ensemble folder or bundled name")
+    export.add_argument("--format", choices=("onnx",), default="onnx")
+    export.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
+    export.add_argument("--opset", type=int, default=18)
+    export.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
+    export.set_defaults(handler=_command_export)
 
     predict = commands.add_parser("predict", help="emotion of face-crop images")
     predict.add_argument("images", nargs="+", help="face image files")
