@@ -68,3 +68,32 @@ def test_registering_a_model_is_one_decorated_function():
     )
     with pytest.raises(ValueError, match="already registered"):
         register_model("test_linear_probe")(linear_probe)
+
+
+@pytest.mark.parametrize("name", ["seed", "vgg", "resnet", "mobile"])
+def test_every_architecture_trains_one_step_and_reports_its_cost(name):
+    from ferkit.models import model_cost
+
+    small = {
+        "seed": {"channels": [4, 8, 8]},
+        "vgg": {"widths": [8, 16], "depths": [1, 1]},
+        "resnet": {"widths": [8, 16], "depths": [1, 1], "stem_width": 8},
+        "mobile": {"widths": [8, 16], "depths": [1, 1], "stem_width": 8},
+    }[name]
+    model = create_model(name, num_classes=5, **small)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    inputs, targets = torch.randn(6, 1, 48, 48), torch.randint(0, 5, (6,))
+    before = [parameter.detach().clone() for parameter in model.parameters()]
+    loss = torch.nn.functional.cross_entropy(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    assert any(not torch.equal(old, new) for old, new in zip(before, model.parameters()))
+    cost = model_cost(model)
+    assert cost["parameters"] == count_parameters(model) and cost["mflops"] > 0
+
+
+def test_default_architecture_costs():
+    from ferkit.models import model_cost
+
+    assert model_cost(create_model("mobile"))["mflops"] <= 25  # the "small" budget
+    assert model_cost(create_model("seed"))["mflops"] == pytest.approx(459.8, abs=0.5)

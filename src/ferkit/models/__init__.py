@@ -124,6 +124,6 @@ def model_cost(model: nn.Module, input_size: int = 48, in_channels: int = 1) -> 
 
 
 # Importing the architecture modules registers them.
-from ferkit.models import resnet, seed, vgg  # noqa: E402, F401
+from ferkit.models import mobile, resnet, seed, vgg  # noqa: E402, F401
 
 __all__ = ["count_parameters", "create_model", "list_models", "model_cost", "register_model"]
