@@ -403,3 +403,38 @@ def test_init_pretrained_without_a_bundled_model_says_so(tmp_path, tiny_split):
         pytest.skip("this build ships a default model")
     with pytest.raises(FerkitError, match="ships no 'default' model"):
         fit(tiny_config(tmp_path, init="pretrained"), *tiny_split, log=print)
+
+
+def test_distillation_from_a_teacher_run(tmp_path, tiny_split):
+    train_set, val_set = tiny_split
+    teacher = fit(tiny_config(tmp_path / "teacher", epochs=[2]), train_set, val_set, log=print)
+    config = tiny_config(
+        tmp_path / "student", epochs=[1], teacher=str(teacher.run_dir), distill_weight=1.0
+    )
+    student = fit(config, train_set, val_set, log=print)
+    assert np.isfinite(student.history[0]["train_loss"])
+    saved = json.loads((student.run_dir / "config.json").read_text())
+    assert saved["teacher"] == str(teacher.run_dir)
+
+
+def test_distillation_loss_is_zero_for_an_identical_teacher(tiny_split):
+    """With the teacher equal to the student and weight 1, the loss is the KL of equal
+    distributions: zero."""
+    from ferkit.models import create_model
+    from ferkit.training.loop import build_optimizer, train_one_epoch
+
+    train_set, _ = tiny_split
+    torch.manual_seed(0)
+    student = create_model("seed", **TINY_MODEL)
+    teacher = create_model("seed", **TINY_MODEL)
+    teacher.load_state_dict(student.state_dict())
+    # dropout/batch-norm make train-mode outputs differ from eval mode: use a model without them
+    student.eval()
+    config = TrainConfig(batch_size=16, progress=False, distill_weight=1.0, augment=False, lr=0.0)
+    optimizer = build_optimizer(student, config)
+    student.train = lambda mode=True: student  # keep eval-mode behaviour during the "training" pass
+    stats = train_one_epoch(
+        student, torch.from_numpy(train_set.images), torch.from_numpy(train_set.labels),
+        optimizer, config, 0, torch.device("cpu"), teachers=[teacher.eval()],
+    )  # fmt: skip
+    assert stats["loss"] == pytest.approx(0.0, abs=1e-5)

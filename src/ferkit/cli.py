@@ -75,6 +75,9 @@ def _add_training_options(parser: argparse.ArgumentParser, cross_validation: boo
     parser.add_argument(
         "--ema-decay", type=float, default=defaults.ema_decay, help="weight EMA (0: off)"
     )
+    parser.add_argument("--teacher", default="", help="distil from this run/ensemble folder")
+    parser.add_argument("--distill-weight", type=float, default=defaults.distill_weight)
+    parser.add_argument("--distill-temperature", type=float, default=defaults.distill_temperature)
     parser.add_argument(
         "--random-erasing", type=float, default=defaults.random_erasing, help="probability"
     )
@@ -139,6 +142,9 @@ def _training_config(arguments: argparse.Namespace):
         min_lr_ratio=arguments.min_lr_ratio,
         class_weighting=arguments.class_weighting,
         ema_decay=arguments.ema_decay,
+        teacher=arguments.teacher,
+        distill_weight=arguments.distill_weight,
+        distill_temperature=arguments.distill_temperature,
         random_erasing=arguments.random_erasing,
         mixup=arguments.mixup,
         cutmix=arguments.cutmix,

@@ -50,6 +50,9 @@ class TrainConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing (0-1)
     class_weighting: bool = False  # weight the loss by inverse class frequency of the train set
     ema_decay: float = 0.0  # exponential moving average of weights per step (0: off; e.g. 0.999)
+    teacher: str = ""  # knowledge distillation from this run/ensemble folder ("": off)
+    distill_weight: float = 0.5  # share of the distillation term in the loss (0-1)
+    distill_temperature: float = 2.0  # softmax temperature of teacher and student for distillation
     # --- augmentation (batched, on tensors) ---
     augment: bool = True  # random flip, shift, scale and rotation of training faces
     max_shift: float = 0.1  # largest shift, as a fraction of the face side
@@ -109,6 +112,11 @@ class TrainConfig:
         for name, value in fractions.items():
             if not 0.0 <= value < 1.0 + (name == "min_lr_ratio"):
                 raise FerkitError(f"{name}={value} must be in [0, 1)")
+        if not 0.0 <= self.distill_weight <= 1.0 or self.distill_temperature <= 0:
+            raise FerkitError(
+                f"distill_weight={self.distill_weight} must be in [0, 1] and "
+                f"distill_temperature={self.distill_temperature} positive"
+            )
         for name in ("mixup", "cutmix", "warmup_epochs"):
             if getattr(self, name) < 0:
                 raise FerkitError(f"{name}={getattr(self, name)} must be >= 0")

@@ -106,11 +106,14 @@ def train_one_epoch(
     normalization: dict | None = None,
     class_weights: torch.Tensor | None = None,
     ema: torch.optim.swa_utils.AveragedModel | None = None,
+    teachers: list[torch.nn.Module] | None = None,
 ) -> dict:
     """Train one pass over ``images`` (uint8 N×H×W) in shuffled, augmented batches.
 
     Augmentation (affine, random erasing, MixUp/CutMix) follows ``config``; ``ema``, when
-    given, is updated after every optimizer step.
+    given, is updated after every optimizer step. With ``teachers`` (eval-mode models fed the
+    same augmented batch), the loss mixes in the KL divergence to their averaged softened
+    predictions (knowledge distillation, weight ``config.distill_weight``).
 
     Returns:
         ``{"loss", "accuracy", "seconds", "images_per_second"}`` over the epoch.
@@ -174,6 +177,19 @@ def train_one_epoch(
             weight=class_weights,
             label_smoothing=config.label_smoothing,
         )
+        if teachers:
+            temperature = config.distill_temperature
+            with torch.no_grad(), autocast(device, autocast_dtype):
+                teacher_probabilities = torch.stack(
+                    [torch.softmax(teacher(inputs).float() / temperature, dim=1)
+                     for teacher in teachers]
+                ).mean(dim=0)  # fmt: skip
+            distillation = functional.kl_div(
+                functional.log_softmax(logits.float() / temperature, dim=1),
+                teacher_probabilities,
+                reduction="batchmean",
+            ) * (temperature**2)  # keeps gradient scale independent of the temperature
+            loss = (1.0 - config.distill_weight) * loss + config.distill_weight * distillation
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -319,6 +335,32 @@ def find_last(run_dir: Path) -> Path | None:
     return max(complete)[1] if complete else None
 
 
+def load_teachers(location: str, class_names, normalization: dict, device) -> list:
+    """The eval-mode models of a teacher run or ensemble folder ([] when ``location`` is "").
+
+    Raises:
+        FerkitError: when the teacher's classes or input normalisation differ from the student's.
+    """
+    if not location:
+        return []
+    from ferkit.inference import Predictor
+
+    teacher = Predictor.from_run(location, device=str(device))
+    if [name.lower() for name in teacher.class_names] != [name.lower() for name in class_names]:
+        raise FerkitError(
+            f"teacher {location}: classes {list(teacher.class_names)} differ from the data's "
+            f"{list(class_names)}"
+        )
+    models = []
+    for model, card in teacher.members:
+        if card["normalization"] != normalization:
+            raise FerkitError(f"teacher {location}: a member uses another input normalisation")
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        models.append(model.eval())
+    return models
+
+
 def initialise_from(config: TrainConfig, class_names, log=print) -> torch.nn.Module:
     """Build the model of ``config.init``'s checkpoint and copy its weights (fine-tuning).
 
@@ -427,6 +469,7 @@ def fit(
             model.ferkit_name,
             model.ferkit_arguments,
         )
+    teachers = load_teachers(config.teacher, train_set.class_names, normalization, device)
     class_weights = None
     if config.class_weighting:
         counts = np.bincount(train_set.labels, minlength=train_set.num_classes).astype(np.float64)
@@ -479,7 +522,7 @@ def fit(
                 group["lr"] = lr
             stats = train_one_epoch(
                 model, train_images, train_labels, optimizer, config, epoch, device,
-                autocast_dtype, normalization, class_weights, ema,
+                autocast_dtype, normalization, class_weights, ema, teachers,
             )  # fmt: skip
             # With EMA, the averaged weights are the model that is validated and kept.
             evaluated = ema.module if ema is not None else model
