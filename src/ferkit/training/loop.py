@@ -335,6 +335,29 @@ def find_last(run_dir: Path) -> Path | None:
     return max(complete)[1] if complete else None
 
 
+def git_commit() -> str | None:
+    """The commit of the ferkit source tree that is training (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if completed.returncode != 0:
+        return None
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5,
+    ).stdout.strip()  # fmt: skip
+    return completed.stdout.strip() + ("-dirty" if dirty else "")
+
+
 def load_teachers(location: str, class_names, normalization: dict, device) -> list:
     """The eval-mode models of a teacher run or ensemble folder ([] when ``location`` is "").
 
@@ -507,7 +530,14 @@ def fit(
 
     card_base = {
         "parameters": count_parameters(model),
-        "training": {"data": config.data, "train_size": len(train_set), "val_size": len(val_set)},
+        "training": {
+            "data": config.data,
+            "train_size": len(train_set),
+            "val_size": len(val_set),
+            "seed": config.seed,
+            "git_commit": git_commit(),
+            "config": config.to_dict(),
+        },
     }
     train_images = torch.from_numpy(train_set.images)
     train_labels = torch.from_numpy(train_set.labels)
