@@ -27,7 +27,7 @@ demo: venv
 	$(FERKIT) explore $(DEMO)/faces.csv --out $(DEMO)/explore
 	$(FERKIT) train $(DEMO)/faces.csv --out $(DEMO)/run --split usage --epochs 8 4 --batch-size 64
 	$(FERKIT) evaluate $(DEMO)/faces.csv --model $(DEMO)/run --split PrivateTest --out $(DEMO)/evaluate
-	$(FERKIT) predict $(DEMO)/faces/*.png --model $(DEMO)/run
+	$(FERKIT) predict $(DEMO)/faces --model $(DEMO)/run --detector none
 	$(FERKIT) cv $(DEMO)/faces.csv --out $(DEMO)/cv --folds 3 --epochs 3 1 --batch-size 32 --no-progress \
 		--model-arg channels=[16,32,32] --model-arg block_dropouts=[0.1,0.1,0.1] --model-arg dense_dropouts=[0.2,0.1]
 	@echo

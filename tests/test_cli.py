@@ -116,24 +116,31 @@ def test_evaluate_unknown_split_names_the_available_ones(workspace, environment)
     assert "PrivateTest" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_predict_table_json_and_a_bad_file(workspace, environment):
+def test_predict_face_crops_table_json_csv_and_a_bad_file(workspace, environment):
     folder, _ = workspace
     faces = sorted((folder / "faces").glob("*.png"))
-    table = run_ferkit("predict", *faces, "--model", folder / "run", environment=environment)
+    crops = ["--model", folder / "run", "--detector", "none"]
+    table = run_ferkit("predict", *faces, *crops, environment=environment)
     assert len(table.stdout.strip().splitlines()) == 1 + len(faces)
     assert "Surprise"[:8] in table.stdout.splitlines()[0]
     as_json = run_ferkit(
-        "predict", *faces, "--model", folder / "run", "--json", environment=environment
-    )
+        "predict", folder / "faces", *crops, "--json", "--csv", folder / "faces.csv.out",
+        environment=environment,
+    )  # fmt: skip
     records = json.loads(as_json.stdout)
     assert [record["source"] for record in records] == [str(face) for face in faces]
-    assert all(abs(sum(record["probabilities"].values()) - 1) < 1e-4 for record in records)
+    for record in records:
+        (face,) = record["faces"]
+        assert abs(sum(face["probabilities"].values()) - 1) < 1e-4
+        assert face["box"] == {"x": 0, "y": 0, "width": 96, "height": 96, "score": 1.0}
+    csv_lines = (folder / "faces.csv.out").read_text().splitlines()
+    assert csv_lines[0].startswith("source,frame,timestamp,face,x,y,width,height")
+    assert len(csv_lines) == 1 + len(faces)
     broken = folder / "broken.jpg"
     broken.write_text("not an image")
     mixed = run_ferkit(
-        "predict", broken, faces[0], "--model", folder / "run", "--json",
-        environment=environment, check=False,
-    )  # fmt: skip
+        "predict", broken, faces[0], *crops, "--json", environment=environment, check=False
+    )
     assert mixed.returncode == 1
     assert str(broken) in mixed.stderr and "Traceback" not in mixed.stderr
     assert len(json.loads(mixed.stdout)) == 1

@@ -1,4 +1,4 @@
-"""Tests for ferkit.inference: Predictor and predict_files."""
+"""Tests for ferkit.inference: Predictor."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from PIL import Image
 from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.data import FER2013_CLASS_NAMES
 from ferkit.errors import FerkitError
-from ferkit.inference import Predictor, predict_files
+from ferkit.inference import Predictor
 from ferkit.models import create_model
 from ferkit.preprocessing import normalize_batch, to_face_array
 
@@ -58,19 +58,6 @@ def test_predictor_uses_the_eval_preprocessing(run_dir):
     np.testing.assert_allclose(
         [result.probabilities[name] for name in FER2013_CLASS_NAMES], probabilities[0], atol=1e-6
     )
-
-
-def test_predict_files_reports_bad_files_and_keeps_going(run_dir, tmp_path):
-    good = tmp_path / "good.png"
-    Image.fromarray(np.full((48, 48), 128, np.uint8)).save(good)
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"\x89PNG not really")
-    missing = tmp_path / "missing.png"
-    predictions, errors = predict_files([broken, good, missing], run_dir, device="cpu")
-    assert [prediction.source for prediction in predictions] == [str(good)]
-    assert len(errors) == 2
-    assert str(broken) in errors[0] and "not a readable image" in errors[0]
-    assert str(missing) in errors[1] and "no such file" in errors[1]
 
 
 def test_predict_proba_of_empty_input(run_dir):

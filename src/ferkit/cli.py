@@ -233,25 +233,47 @@ def _command_evaluate(arguments) -> int:
 
 
 def _command_predict(arguments) -> int:
-    from ferkit.inference import predict_files
+    from ferkit.analyze import analyze, write_csv
 
-    predictions, errors = predict_files(
-        arguments.images, arguments.model, device=arguments.device, tta=arguments.tta
+    results, errors = analyze(
+        arguments.inputs,
+        model=arguments.model,
+        detector=arguments.detector,
+        detector_model=arguments.detector_model,
+        margin=arguments.margin,
+        save=arguments.save,
+        every=arguments.every,
+        device=arguments.device,
+        tta=arguments.tta,
+        batch_size=arguments.batch_size,
+        progress=not arguments.no_progress,
     )
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
+    if arguments.csv:
+        print(f"wrote {write_csv(results, arguments.csv)}", file=sys.stderr)
     if arguments.json:
-        print(json.dumps([prediction.to_dict() for prediction in predictions], indent=2))
-    elif predictions:
-        names = list(predictions[0].probabilities)
-        width = max(len(prediction.source) for prediction in predictions)
-        print(f"{'image':<{width}}  {'emotion':<9}" + "".join(f"{name[:8]:>9}" for name in names))
-        for prediction in predictions:
-            print(
-                f"{prediction.source:<{width}}  {prediction.label:<9}"
-                + "".join(f"{prediction.probabilities[name]:>9.3f}" for name in names)
-            )
+        print(json.dumps([result.to_dict() for result in results], indent=2))
+    else:
+        _print_table(results)
     return 1 if errors else 0
+
+
+def _print_table(results) -> None:
+    if not results:
+        return
+    width = max(len(result.source) for result in results)
+    names = next((list(face.probabilities) for result in results for face in result.faces), [])
+    print(f"{'source':<{width}} {'frame':>6} {'box (x,y,w,h)':>20}  {'emotion':<9}"
+          + "".join(f"{name[:8]:>9}" for name in names))  # fmt: skip
+    for result in results:
+        frame = "" if result.frame is None else str(result.frame)
+        if not result.faces:
+            print(f"{result.source:<{width}} {frame:>6} {'no face':>20}")
+        for face in result.faces:
+            box = f"{face.box.x},{face.box.y},{face.box.width},{face.box.height}"
+            print(f"{result.source:<{width}} {frame:>6} {box:>20}  {face.label:<9}"
+                  + "".join(f"{face.probabilities[name]:>9.3f}" for name in names))  # fmt: skip
 
 
 def _command_ensemble(arguments) -> int:
@@ -275,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``ferkit`` argument parser (one sub-command per pipeline step)."""
     from ferkit.training.config import DEVICES
     from ferkit.training.config import TTAS as TTA_CHOICES
+
+    DETECTORS = ("haar", "yunet", "none")  # = ferkit.detection.DETECTORS (no cv2 import here)
 
     parser = argparse.ArgumentParser(
         prog="ferkit",
@@ -332,14 +356,29 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
     export.set_defaults(handler=_command_export)
 
-    predict = commands.add_parser("predict", help="emotion of face-crop images")
-    predict.add_argument("images", nargs="+", help="face image files")
+    predict = commands.add_parser(
+        "predict", help="faces and emotions in images, folders, globs and videos"
+    )
+    predict.add_argument("inputs", nargs="+", help="image/video files, folders or glob patterns")
     predict.add_argument(
         "--model",
         default="default",
         help="run folder, checkpoint, ensemble folder, or a bundled model: default, small",
     )
+    predict.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        default="haar",
+        help="face detector; 'none' when the images already are face crops (default: haar)",
+    )
+    predict.add_argument("--detector-model", help="model file for --detector yunet")
+    predict.add_argument("--margin", type=float, default=0.2, help="crop margin around a box")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    predict.add_argument("--csv", help="also write one CSV row per face to this file")
+    predict.add_argument("--save", help="write annotated images/videos to this folder")
+    predict.add_argument("--every", type=int, default=1, help="analyse every N-th video frame")
+    predict.add_argument("--batch-size", type=int, default=256)
+    predict.add_argument("--no-progress", action="store_true")
     predict.add_argument("--device", default="auto", choices=DEVICES)
     predict.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
     predict.set_defaults(handler=_command_predict)

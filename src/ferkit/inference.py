@@ -186,29 +186,3 @@ class Predictor:
                 )
             )
         return results[0] if single else results
-
-
-def predict_files(
-    paths, model: str | os.PathLike, device: str = "auto", batch_size: int = 512, tta=None
-):
-    """Classify face-crop image files; unreadable files are reported, the rest still run.
-
-    Returns:
-        (predictions, errors): a :class:`Prediction` per readable file, in input order, and one
-        message per file that could not be read.
-
-    Example:
-        >>> predictions, errors = predict_files(["a.png", "b.png"], "runs/demo")  # doctest: +SKIP
-    """
-    predictor = Predictor.from_run(model, device=device, tta=tta)
-    faces, sources, errors = [], [], []
-    for path in paths:
-        try:
-            faces.append(predictor._face(path))
-            sources.append(str(path))
-        except FerkitError as error:
-            errors.append(str(error))
-    predictions = predictor.predict(faces, batch_size=batch_size) if faces else []
-    for prediction, source in zip(predictions, sources):
-        prediction.source = source
-    return predictions, errors
