@@ -1,0 +1,92 @@
+"""Benchmark: inference speed — faces/s at batch 256, single-face latency, photo latency.
+
+Usage:
+    .venv/bin/python benchmarks/inference.py [--model default] [--model RUN ...] [--repeats 20]
+
+For each model: PyTorch (fp32, as Predictor runs it) and ONNX Runtime (when installed; the
+model is exported with ``ferkit.export``, parity-checked), then the end-to-end latency of
+``ferkit predict``'s pipeline (Haar detection + crop + classification) on a 640x480 photo with
+one face (scikit-image's astronaut, pasted on a gray canvas).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def timed(function, repeats: int) -> float:
+    """Median seconds of ``repeats`` calls after one warm-up call."""
+    function()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def report(backend: str, batch_seconds: float, single_seconds: float) -> None:
+    """One line: throughput at batch 256 and latency at batch 1."""
+    print(
+        f"  {backend:<13}{256 / batch_seconds:10.0f} faces/s (batch 256)   "
+        f"{single_seconds * 1000:7.2f} ms/face (batch 1)"
+    )
+
+
+def time_backend(name: str, predict, faces: np.ndarray, repeats: int) -> None:
+    """Time ``predict`` (a predict_proba) on a batch of 256 faces and on one face."""
+    batch = timed(lambda: predict(faces), repeats)
+    single = timed(lambda: predict(faces[:1]), repeats * 5)
+    report(name, batch, single)
+
+
+def main() -> None:
+    from skimage.data import astronaut
+
+    from ferkit.analyze import Analyzer
+    from ferkit.inference import Predictor
+    from ferkit.models import model_cost
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", help="model(s) to time (default: default)")
+    parser.add_argument("--repeats", type=int, default=20)
+    arguments = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")
+    faces = np.random.default_rng(0).integers(0, 256, (256, 48, 48), dtype=np.uint8)
+    photo = np.full((480, 640, 3), 110, np.uint8)
+    photo[0:480, 64:576] = astronaut()[16:496]
+    for model in arguments.model or ["default"]:
+        predictor = Predictor.from_run(model, device="cpu")
+        cost = model_cost(predictor.model)
+        tta = predictor.tta or predictor.card.get("tta", "none")
+        print(
+            f"\nmodel {model}: {predictor.card['architecture']}, {cost['parameters']:,} "
+            f"parameters, {cost['mflops']:.1f} MFLOPs/face, TTA {tta}"
+        )
+        time_backend("PyTorch", predictor.predict_proba, faces, arguments.repeats)
+        try:
+            from ferkit.export import OnnxPredictor, export_onnx
+
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "model.onnx"
+                export_onnx(model, path)
+                onnx = OnnxPredictor(path)
+                time_backend("ONNX Runtime", onnx.predict_proba, faces, arguments.repeats)
+        except ImportError:
+            print("  ONNX Runtime  not installed")
+        analyzer = Analyzer(model, detector="haar", device="cpu")
+        latency = timed(lambda analyzer=analyzer: analyzer.analyze_image(photo), arguments.repeats)
+        found = len(analyzer.analyze_image(photo).faces)
+        print(f"  photo 640x480, {found} face(s), haar + classify: {latency * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
