@@ -293,6 +293,23 @@ def _command_export(arguments) -> int:
     return 0
 
 
+def _command_serve(arguments) -> int:
+    from ferkit.serving import ServeConfig, serve
+
+    serve(
+        ServeConfig(
+            model=arguments.model,
+            detector=arguments.detector,
+            detector_model=arguments.detector_model,
+            host=arguments.host,
+            port=arguments.port,
+            max_upload_mb=arguments.max_upload_mb,
+            device=arguments.device,
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``ferkit`` argument parser (one sub-command per pipeline step)."""
     from ferkit.training.config import DEVICES
@@ -382,6 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto", choices=DEVICES)
     predict.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
     predict.set_defaults(handler=_command_predict)
+
+    serve = commands.add_parser("serve", help="web service + page (photo upload, webcam)")
+    serve.add_argument("--model", default="default", help="model to serve (default: default)")
+    serve.add_argument("--detector", choices=DETECTORS, default="haar")
+    serve.add_argument("--detector-model", help="model file for --detector yunet")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-upload-mb", type=float, default=10.0, help="larger uploads: 413")
+    serve.add_argument("--device", default="auto", choices=DEVICES)
+    serve.set_defaults(handler=_command_serve)
     return parser
 
 

@@ -1,0 +1,237 @@
+"""The web service: ``POST /v1/predict``, ``GET /v1/model``, ``GET /healthz`` and the page at ``/``.
+
+The model and detector load once at start-up; each request is decoded, analysed and answered
+in a worker thread, so the event loop never blocks on model work. Requests never touch the
+server's files: images arrive in the request body and are decoded in memory.
+"""
+
+import io
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ferkit import __version__
+from ferkit.errors import FerkitError
+
+STATIC = Path(__file__).resolve().parent / "static"
+#: Leading bytes of the image formats the service reads (a file that starts like one of these
+#: but cannot be decoded is corrupt, 400; anything else is not an image, 415).
+IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+
+
+@dataclass
+class ServeConfig:
+    """Settings of ``ferkit serve``."""
+
+    model: str = "default"  # run folder, checkpoint, ensemble or bundled model name
+    detector: str = "haar"  # face detector: haar | yunet | none
+    detector_model: str | None = None  # model file for the yunet detector
+    host: str = "127.0.0.1"  # interface to listen on
+    port: int = 8000  # TCP port
+    max_upload_mb: float = 10.0  # larger uploads get 413
+    max_pixels: int = 4096 * 4096  # larger images are downscaled before analysis
+    device: str = "auto"  # auto | cpu | cuda | mps
+
+
+class BadImage(Exception):
+    """An upload that is not a usable image; carries the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def decode_image(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Bytes → RGB/gray array (downscaled to at most ``max_pixels``) and the original size.
+
+    Raises:
+        BadImage: 400 for an empty or corrupt image, 415 for data that is no image format.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise BadImage(400, "empty request: send an image file")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        if data.startswith(IMAGE_SIGNATURES) or data[8:12] == b"WEBP":
+            raise BadImage(
+                400, "corrupt image: the file starts like an image but cannot be read"
+            ) from None
+        raise BadImage(415, "not an image (supported: PNG, JPEG, BMP, GIF, TIFF, WebP)") from None
+    except (OSError, ValueError) as error:
+        raise BadImage(400, f"corrupt image: {error}") from None
+    original = image.size
+    try:
+        # Downscale huge images before decoding them fully (draft is a cheap JPEG shortcut).
+        if original[0] * original[1] > max_pixels:
+            factor = (max_pixels / (original[0] * original[1])) ** 0.5
+            target = (max(1, int(original[0] * factor)), max(1, int(original[1] * factor)))
+            image.draft("RGB", target)
+            image = image.convert("RGB").resize(target)
+        image.load()
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        return np.asarray(image), original
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise BadImage(400, f"corrupt image: {error}") from None
+
+
+def create_app(config: ServeConfig | None = None, analyzer=None):
+    """Build the FastAPI app (the model loads here, once).
+
+    Example:
+        >>> from fastapi.testclient import TestClient  # doctest: +SKIP
+        >>> client = TestClient(create_app(ServeConfig(model="runs/demo")))  # doctest: +SKIP
+        >>> client.get("/healthz").json()  # doctest: +SKIP
+        {'status': 'ok'}
+    """
+    from fastapi import FastAPI, Request
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from ferkit.analyze import Analyzer
+
+    config = config or ServeConfig()
+    analyzer = analyzer or Analyzer(
+        config.model, config.detector, config.detector_model, device=config.device
+    )
+    card = analyzer.predictor.card
+    model_info = {
+        "name": str(config.model),
+        "architecture": card.get("architecture", card.get("format")),
+        "class_names": list(analyzer.predictor.class_names),
+        "ferkit_version": __version__,
+        "detector": config.detector,
+    }
+    max_bytes = int(config.max_upload_mb * 1024 * 1024)
+    # OpenCV's cascade is not documented as thread-safe: one analysis at a time, in a worker
+    # thread (the event loop keeps serving other requests meanwhile).
+    lock = threading.Lock()
+
+    app = FastAPI(
+        title="ferkit",
+        version=__version__,
+        description="Facial expression recognition: faces and emotions in an uploaded image.",
+    )
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message, "status": status}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, exception):  # noqa: ARG001
+        return error(400, f"bad request: {exception.errors()}")
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/healthz")
+    async def health() -> dict:
+        """Liveness: the model is loaded and the service answers."""
+        return {"status": "ok"}
+
+    @app.get("/v1/model")
+    async def model() -> dict:
+        """The model card of the served model."""
+        return {"model": model_info, "card": card}
+
+    @app.post(
+        "/v1/predict",
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"file": {"type": "string", "format": "binary"}},
+                        }
+                    },
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    )
+    async def predict(request: Request):
+        """Faces and emotions in an image: multipart upload (field ``file``) or raw body."""
+        started = time.perf_counter()
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
+            return error(413, f"upload larger than {config.max_upload_mb:g} MB")
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            try:
+                form = await request.form(max_files=1, max_fields=8, max_part_size=max_bytes + 1)
+            except Exception as exception:  # the multipart parser's errors: bad input
+                message = str(exception)
+                status = 413 if "size" in message.lower() else 400
+                return error(status, f"bad multipart upload: {message}")
+            upload = form.get("file") or form.get("image")
+            if upload is None or isinstance(upload, str):
+                return error(400, "multipart upload needs a file field named 'file'")
+            data = await upload.read()
+        else:
+            data = bytearray()
+            async for chunk in request.stream():
+                data += chunk
+                if len(data) > max_bytes:
+                    return error(413, f"upload larger than {config.max_upload_mb:g} MB")
+            data = bytes(data)
+        if len(data) > max_bytes:
+            return error(413, f"upload larger than {config.max_upload_mb:g} MB")
+
+        def work():
+            image, original = decode_image(data, config.max_pixels)
+            decoded = time.perf_counter()
+            with lock:
+                result = analyzer.analyze_image(image, "upload")
+            return image, original, result, decoded
+
+        try:
+            image, original, result, decoded = await run_in_threadpool(work)
+        except BadImage as bad:
+            return error(bad.status, bad.message)
+        except FerkitError as bad:
+            return error(400, str(bad))
+        # Boxes come back in the uploaded image's pixels even when it was downscaled.
+        scale = original[0] / image.shape[1]
+        faces = []
+        for face in result.faces:
+            entry = face.to_dict()
+            if scale != 1.0:
+                entry["box"].update({key: round(entry["box"][key] * scale)
+                                     for key in ("x", "y", "width", "height")})  # fmt: skip
+            faces.append(entry)
+        finished = time.perf_counter()
+        return {
+            "image": {"width": original[0], "height": original[1]},
+            "faces": faces,
+            "model": {
+                "name": model_info["name"],
+                "architecture": model_info["architecture"],
+                "version": __version__,
+            },  # fmt: skip
+            "timing_ms": {
+                "decode": round((decoded - started) * 1000, 2),
+                "analyze": round((finished - decoded) * 1000, 2),
+                "total": round((finished - started) * 1000, 2),
+            },
+        }
+
+    app.state.config = asdict(config)
+    return app
+
+
+def serve(config: ServeConfig) -> None:
+    """Run the service with uvicorn until interrupted (``ferkit serve``'s twin)."""
+    import uvicorn
+
+    app = create_app(config)
+    print(f"ferkit serving {config.model} on http://{config.host}:{config.port}/ (docs: /docs)")
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning")

@@ -1,0 +1,140 @@
+// ferkit page: upload a photo or stream the webcam to POST /v1/predict and draw the results.
+"use strict";
+
+const canvas = document.getElementById("canvas");
+const context = canvas.getContext("2d");
+const message = document.getElementById("message");
+const facesList = document.getElementById("faces");
+const video = document.getElementById("video");
+const FRAME_INTERVAL_MS = 400; // webcam: one frame in flight at a time, at most every 400 ms
+let stream = null;
+let streaming = false;
+
+function say(text, warning = false) {
+  message.textContent = text;
+  message.className = warning ? "warning" : "";
+}
+
+async function predict(blob) {
+  const form = new FormData();
+  form.append("file", blob, "image.jpg");
+  const response = await fetch("/v1/predict", { method: "POST", body: form });
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  return body;
+}
+
+function draw(source, result) {
+  canvas.width = source.videoWidth || source.naturalWidth || source.width;
+  canvas.height = source.videoHeight || source.naturalHeight || source.height;
+  context.drawImage(source, 0, 0, canvas.width, canvas.height);
+  const scale = canvas.width / result.image.width;
+  const line = Math.max(2, Math.round(canvas.width / 300));
+  context.font = `${Math.max(14, Math.round(canvas.width / 35))}px system-ui, sans-serif`;
+  facesList.innerHTML = "";
+  result.faces.forEach((face, index) => {
+    const box = face.box;
+    const [x, y, w, h] = [box.x * scale, box.y * scale, box.width * scale, box.height * scale];
+    context.lineWidth = line;
+    context.strokeStyle = "#22aa77";
+    context.strokeRect(x, y, w, h);
+    const label = `${face.emotion.toLowerCase()} ${(face.emotion_score * 100).toFixed(0)}%`;
+    const textWidth = context.measureText(label).width;
+    const textHeight = parseInt(context.font, 10);
+    context.fillStyle = "#22aa77";
+    context.fillRect(x, Math.max(0, y - textHeight - 6), textWidth + 8, textHeight + 6);
+    context.fillStyle = "#000";
+    context.fillText(label, x + 4, Math.max(textHeight, y - 5));
+    const item = document.createElement("li");
+    item.dataset.emotion = face.emotion.toLowerCase();
+    item.innerHTML = `<strong>Face ${index + 1}: ${face.emotion.toLowerCase()}</strong>` +
+      Object.entries(face.probabilities).map(([name, p]) =>
+        `<div class="bar"><span>${name}</span><span class="track"><span class="fill" style="width:${(p * 100).toFixed(1)}%;display:block"></span></span><span>${(p * 100).toFixed(0)}%</span></div>`
+      ).join("");
+    facesList.appendChild(item);
+  });
+  if (result.faces.length === 0) say("No face found in this image.", true);
+  else say(`${result.faces.length} face(s) found in ${result.timing_ms.total.toFixed(0)} ms.`);
+}
+
+async function analyzeFile(file) {
+  if (!file) return;
+  say("Analysing…");
+  const image = new Image();
+  image.src = URL.createObjectURL(file);
+  await image.decode().catch(() => {});
+  try {
+    draw(image, await predict(file));
+  } catch (error) {
+    say(`Could not analyse this file: ${error.message}`, true);
+  }
+}
+
+const drop = document.getElementById("drop");
+document.getElementById("file").addEventListener("change", (event) => analyzeFile(event.target.files[0]));
+drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  analyzeFile(event.dataTransfer.files[0]);
+});
+
+async function webcamLoop() {
+  const grab = document.createElement("canvas");
+  while (streaming) {
+    const started = performance.now();
+    if (video.videoWidth) {
+      grab.width = video.videoWidth;
+      grab.height = video.videoHeight;
+      grab.getContext("2d").drawImage(video, 0, 0);
+      const blob = await new Promise((resolve) => grab.toBlob(resolve, "image/jpeg", 0.85));
+      try {
+        draw(video, await predict(blob));
+      } catch (error) {
+        say(`Server error: ${error.message}`, true);
+      }
+    }
+    const wait = FRAME_INTERVAL_MS - (performance.now() - started);
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, wait)));
+  }
+}
+
+document.getElementById("start").addEventListener("click", async () => {
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+  } catch (error) {
+    say(`Camera not available or permission refused (${error.name}).`, true);
+    return;
+  }
+  video.srcObject = stream;
+  video.hidden = false;
+  streaming = true;
+  document.getElementById("start").disabled = true;
+  document.getElementById("stop").disabled = false;
+  say("Webcam running…");
+  webcamLoop();
+});
+
+document.getElementById("stop").addEventListener("click", () => {
+  streaming = false;
+  if (stream) stream.getTracks().forEach((track) => track.stop());
+  video.hidden = true;
+  document.getElementById("start").disabled = false;
+  document.getElementById("stop").disabled = true;
+  say("Webcam stopped.");
+});
+
+for (const [button, panel] of [["mode-photo", "photo-panel"], ["mode-webcam", "webcam-panel"]]) {
+  document.getElementById(button).addEventListener("click", () => {
+    document.querySelectorAll("nav button").forEach((b) => b.classList.remove("active"));
+    document.getElementById(button).classList.add("active");
+    document.getElementById("photo-panel").hidden = panel !== "photo-panel";
+    document.getElementById("webcam-panel").hidden = panel !== "webcam-panel";
+  });
+}
+
+fetch("/v1/model").then((r) => r.json()).then((info) => {
+  document.getElementById("model").textContent =
+    `model: ${info.model.name} (${info.model.architecture}), ferkit ${info.model.ferkit_version}, detector ${info.model.detector}`;
+});

@@ -1,0 +1,130 @@
+"""Tests for ferkit.serving: the API with FastAPI's test client, on real photos and bad input."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ferkit.checkpoint import make_model_card, save_checkpoint
+from ferkit.data import FER2013_CLASS_NAMES
+from ferkit.models import create_model
+
+pytest.importorskip("fastapi")
+skimage_data = pytest.importorskip("skimage.data")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from ferkit.serving import ServeConfig, create_app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    model = create_model("seed", channels=[4, 8, 8]).eval()
+    save_checkpoint(model, folder / "best", make_model_card(model, FER2013_CLASS_NAMES, {
+        "mean": 0.5, "std": 0.25}))  # fmt: skip
+    config = ServeConfig(model=str(folder), max_upload_mb=1.0, max_pixels=800 * 800)
+    return TestClient(create_app(config))
+
+
+def png_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg_bytes(array, quality=90) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def test_health_model_docs_and_page(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    info = client.get("/v1/model").json()
+    assert info["model"]["class_names"] == list(FER2013_CLASS_NAMES)
+    assert info["card"]["architecture"] == "seed"
+    assert client.get("/docs").status_code == 200
+    assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
+    page = client.get("/")
+    assert page.status_code == 200 and "getUserMedia" in client.get("/static/app.js").text
+    assert "<canvas" in page.text
+
+
+def test_predict_multipart_and_raw_body_on_the_astronaut(client):
+    astronaut = jpeg_bytes(skimage_data.astronaut())
+    multipart = client.post("/v1/predict", files={"file": ("a.jpg", astronaut, "image/jpeg")})
+    raw = client.post("/v1/predict", content=astronaut,
+                      headers={"content-type": "application/octet-stream"})  # fmt: skip
+    for response in (multipart, raw):
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["image"] == {"width": 512, "height": 512}
+        (face,) = body["faces"]
+        assert 170 <= face["box"]["x"] <= 185 and face["box"]["score"] > 0
+        assert face["emotion"] in FER2013_CLASS_NAMES
+        assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert body["model"]["version"] and body["timing_ms"]["total"] > 0
+    assert multipart.json()["faces"] == raw.json()["faces"]
+
+
+def test_no_face_is_an_empty_list(client):
+    response = client.post("/v1/predict", content=jpeg_bytes(skimage_data.coffee()))
+    assert response.status_code == 200 and response.json()["faces"] == []
+
+
+def test_large_images_are_downscaled_and_boxes_mapped_back(client):
+    big = np.asarray(Image.fromarray(skimage_data.astronaut()).resize((1024, 1024)))
+    response = client.post("/v1/predict", content=jpeg_bytes(big, 80))
+    body = response.json()
+    assert body["image"] == {"width": 1024, "height": 1024}
+    face = body["faces"][0]  # the largest face first (small false positives may follow)
+    assert 340 <= face["box"]["x"] <= 375 and 180 <= face["box"]["width"] <= 210
+
+
+@pytest.mark.parametrize(
+    "payload, status, fragment",
+    [
+        (b"", 400, "empty"),
+        (b"hello, I am not an image", 415, "not an image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, 400, "corrupt"),
+    ],
+)
+def test_bad_uploads_get_clear_json_errors(client, payload, status, fragment):
+    for response in (
+        client.post("/v1/predict", content=payload),
+        client.post("/v1/predict", files={"file": ("x.png", payload, "image/png")}),
+    ):
+        assert response.status_code == status, response.text
+        assert fragment in response.json()["error"]
+
+
+def test_truncated_jpeg_is_400(client):
+    data = jpeg_bytes(skimage_data.astronaut())
+    response = client.post("/v1/predict", content=data[: len(data) // 2])
+    assert response.status_code == 400 and "corrupt" in response.json()["error"]
+
+
+def test_oversized_upload_is_413(client):
+    noise = np.random.default_rng(0).integers(0, 256, (800, 800, 3), dtype=np.uint8)
+    data = png_bytes(noise)
+    assert len(data) > 1024 * 1024
+    assert client.post("/v1/predict", content=data).status_code == 413
+    multipart = client.post("/v1/predict", files={"file": ("n.png", data, "image/png")})
+    assert multipart.status_code == 413
+
+
+def test_multipart_without_a_file_field_is_400(client):
+    response = client.post("/v1/predict", files={"note": (None, "no file")})
+    assert response.status_code == 400 and "'file'" in response.json()["error"]
+
+
+def test_unknown_routes_and_methods_are_not_500(client):
+    assert client.get("/v1/predict").status_code == 405
+    assert client.get("/../../etc/passwd").status_code == 404
+    assert client.get("/static/../app.py").status_code == 404
