@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 DEMO := demo_output
 FERKIT := $(BIN)/ferkit
 
-.PHONY: venv demo test lint benchmarks clean
+.PHONY: venv demo test lint browser benchmarks clean
 
 $(BIN)/ferkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,13 @@ lint: venv
 	$(BIN)/ruff check src tests benchmarks notebooks
 	$(BIN)/ruff format --check src tests benchmarks notebooks
 
-test: lint
+# Debian's Chromium for the browser tests of `ferkit serve` (skipped where it cannot be had).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+		>/dev/null 2>&1 || echo "note: could not install chromium; browser tests will be skipped"; }
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 benchmarks: venv

@@ -1,0 +1,197 @@
+"""Browser tests of ``ferkit serve``'s page: Playwright driving headless Debian Chromium.
+
+Skipped when Playwright or /usr/bin/chromium is missing (``make test`` installs both on
+Debian). The webcam test feeds Chromium's fake camera with a video made here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ferkit.checkpoint import make_model_card, save_checkpoint
+from ferkit.data import FER2013_CLASS_NAMES
+from ferkit.models import create_model
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("uvicorn")
+skimage_data = pytest.importorskip("skimage.data")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian chromium is not installed", allow_module_level=True)
+
+from ferkit.serving import ServeConfig, create_app  # noqa: E402
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model_location(tmp_path_factory):
+    """The bundled model when this build ships one, else a small random model."""
+    from ferkit.pretrained import available_bundled_models
+
+    if "default" in available_bundled_models():
+        return "default"
+    folder = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    model = create_model("seed", channels=[4, 8, 8]).eval()
+    save_checkpoint(model, folder / "best", make_model_card(model, FER2013_CLASS_NAMES, {
+        "mean": 0.5, "std": 0.25}))  # fmt: skip
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def server(model_location):
+    import uvicorn
+
+    port = free_port()
+    app = create_app(ServeConfig(model=model_location, port=port))
+    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not instance.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert instance.started, "server did not start"
+    yield f"http://127.0.0.1:{port}"
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+def fake_camera_video(path: Path, frames: int = 20) -> Path:
+    """A Y4M video (Chromium's fake-camera format) of the astronaut photo."""
+    rgb = cv2.resize(skimage_data.astronaut(), (320, 320))
+    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    with open(path, "wb") as handle:
+        handle.write(b"YUV4MPEG2 W320 H320 F10:1 Ip A1:1 C420jpeg\n")
+        for _ in range(frames):
+            handle.write(b"FRAME\n" + yuv.tobytes())
+    return path
+
+
+def expected_emotion(server_url: str, image: np.ndarray) -> str:
+    import io
+
+    import httpx
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    body = httpx.post(f"{server_url}/v1/predict", content=buffer.getvalue(), timeout=30).json()
+    return body["faces"][0]["emotion"].lower()
+
+
+def test_upload_a_photo_and_see_the_face_and_its_label(server, model_location, tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+    emotion = expected_emotion(server, skimage_data.astronaut())
+    if model_location == "default":
+        assert emotion == "happy"  # the bundled model on a smiling face
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 1100})
+        page.goto(server)
+        page.set_input_files("#file", str(photo))
+        page.wait_for_selector("#faces li", timeout=30_000)
+        items = page.locator("#faces li")
+        assert items.count() == 1
+        assert items.first.get_attribute("data-emotion") == emotion
+        assert "1 face(s) found" in page.inner_text("#message")
+        # The canvas shows the photo with a green box drawn on it: sample the box's edge.
+        pixel = page.evaluate(
+            """() => {
+                const canvas = document.getElementById('canvas');
+                const context = canvas.getContext('2d');
+                const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+                let green = 0;
+                for (let i = 0; i < data.length; i += 4)
+                    if (data[i] === 0x22 && data[i + 1] === 0xaa && data[i + 2] === 0x77) green++;
+                return {green, width: canvas.width};
+            }"""
+        )
+        assert pixel["width"] == 512 and pixel["green"] > 500
+        screenshot = tmp_path / "serve.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+        if os.environ.get("FERKIT_SCREENSHOT_DIR"):
+            target = Path(os.environ["FERKIT_SCREENSHOT_DIR"]) / "serve_page.png"
+            shutil.copyfile(screenshot, target)
+        browser.close()
+
+
+def test_a_file_that_is_no_image_shows_a_message(server, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.goto(server)
+        page.set_input_files("#file", str(text))
+        page.wait_for_function(
+            "document.getElementById('message').textContent.includes('Could not analyse')",
+            timeout=30_000,
+        )
+        browser.close()
+
+
+def test_webcam_mode_shows_live_results(server, tmp_path):
+    video = fake_camera_video(tmp_path / "camera.y4m")
+    flags = CHROMIUM_FLAGS + [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    ]
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+        context = browser.new_context()
+        context.grant_permissions(["camera"], origin=server)
+        page = context.new_page()
+        page.goto(server)
+        page.click("#mode-webcam")
+        page.click("#start")
+        page.wait_for_selector("#faces li", timeout=30_000)
+        page.wait_for_function(
+            "document.getElementById('message').textContent.includes('face(s) found')",
+            timeout=30_000,
+        )
+        page.click("#stop")
+        assert "stopped" in page.inner_text("#message")
+        browser.close()
+
+
+def test_refused_camera_shows_a_message(server):
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page()  # no fake device and no permission: getUserMedia fails
+        page.goto(server)
+        page.click("#mode-webcam")
+        page.click("#start")
+        page.wait_for_function(
+            "document.getElementById('message').textContent.includes('Camera not available')",
+            timeout=30_000,
+        )
+        browser.close()
