@@ -11,6 +11,7 @@ Times full training steps (augmentation, forward, backward, optimizer) through
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 
 import torch
@@ -21,9 +22,11 @@ from ferkit.training.config import TrainConfig
 from ferkit.training.loop import build_optimizer, train_one_epoch
 
 
-def measure(arch: str, batch_size: int, steps: int, warmup: int, precision, channels_last: bool):
+def measure(
+    arch: str, batch_size: int, steps: int, warmup: int, precision, channels_last: bool, **kwargs
+):
     torch.manual_seed(0)
-    model = create_model(arch)
+    model = create_model(arch, **kwargs)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     config = TrainConfig(
@@ -47,7 +50,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=JSON")
+    parser.add_argument("--bf16-only", action="store_true", help="only bf16 + channels_last")
     arguments = parser.parse_args()
+    model_args = {
+        key: json.loads(value)
+        for key, _, value in (item.partition("=") for item in arguments.model_arg)
+    }
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
     print(
@@ -57,14 +66,20 @@ def main() -> None:
     print(f"arch {arguments.arch}, batch {arguments.batch_size}, {arguments.steps} steps timed")
     print(f"{'precision':<10}{'channels_last':>15}{'img/s':>10}")
     results = {}
-    for precision_name, precision in (("fp32", None), ("bf16", torch.bfloat16)):
-        for channels_last in (False, True):
-            speed, parameters = measure(
-                arguments.arch, arguments.batch_size, arguments.steps, arguments.warmup,
-                precision, channels_last,
-            )  # fmt: skip
-            results[(precision_name, channels_last)] = speed
-            print(f"{precision_name:<10}{str(channels_last):>15}{speed:>10.0f}")
+    settings = [("fp32", None, False), ("fp32", None, True), ("bf16", torch.bfloat16, False),
+                ("bf16", torch.bfloat16, True)]  # fmt: skip
+    if arguments.bf16_only:
+        settings = settings[-1:]
+    for precision_name, precision, channels_last in settings:
+        speed, parameters = measure(
+            arguments.arch, arguments.batch_size, arguments.steps, arguments.warmup,
+            precision, channels_last, **model_args,
+        )  # fmt: skip
+        results[(precision_name, channels_last)] = speed
+        print(f"{precision_name:<10}{str(channels_last):>15}{speed:>10.0f}")
+    if arguments.bf16_only:
+        print(f"parameters {parameters:,}")
+        return
     baseline = results[("fp32", False)]
     best = max(results, key=results.get)
     print(
