@@ -127,4 +127,60 @@ def test_multipart_without_a_file_field_is_400(client):
 def test_unknown_routes_and_methods_are_not_500(client):
     assert client.get("/v1/predict").status_code == 405
     assert client.get("/../../etc/passwd").status_code == 404
-    assert client.get("/static/../app.py").status_code == 404
+    # an encoded "../" must not escape the static folder
+    assert client.get("/static/%2e%2e/app.py").status_code == 404
+    assert client.get("/static/..%2fapp.py").status_code == 404
+
+
+def test_decompression_bomb_and_huge_images_are_refused_not_500(client):
+    # A 14000x14000 PNG compresses to a few hundred KB but would decode to 588 MB.
+    import zlib
+
+    width = height = 14000
+    raw = b"".join(b"\x00" + b"\x00" * width for _ in range(height))
+    chunk = lambda kind, data: (  # noqa: E731
+        len(data).to_bytes(4, "big") + kind + data
+        + zlib.crc32(kind + data).to_bytes(4, "big")
+    )  # fmt: skip
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9))
+    png += chunk(b"IEND", b"")
+    assert len(png) < 1024 * 1024
+    response = client.post("/v1/predict", content=png)
+    assert response.status_code == 413 and "pixels" in response.json()["error"]
+
+
+def test_exif_rotated_photo_is_read_upright(client):
+    astronaut = skimage_data.astronaut()
+    rotated = np.ascontiguousarray(np.rot90(astronaut, k=1))  # stored sideways, like a phone
+    image = Image.fromarray(rotated)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90, exif=exif)
+    body = client.post("/v1/predict", content=buffer.getvalue()).json()
+    assert body["image"] == {"width": 512, "height": 512}
+    assert len(body["faces"]) == 1 and 170 <= body["faces"][0]["box"]["x"] <= 185
+
+
+def test_alpha_and_16_bit_images(client):
+    rgba = np.dstack([skimage_data.astronaut(), np.full((512, 512), 255, np.uint8)])
+    assert len(client.post("/v1/predict", content=png_bytes(rgba)).json()["faces"]) == 1
+    gray16 = (skimage_data.astronaut().mean(axis=2) * 257).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(gray16).save(buffer, format="PNG")
+    assert len(client.post("/v1/predict", content=buffer.getvalue()).json()["faces"]) == 1
+
+
+def test_chunked_upload_over_the_limit_is_413(client):
+    def chunks():
+        for _ in range(40):
+            yield b"\x00" * 64 * 1024  # 2.5 MB in total, no Content-Length
+
+    response = client.post("/v1/predict", content=chunks())
+    assert response.status_code == 413
+
+
+def test_other_formats_are_refused(client):
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    assert client.post("/v1/predict", content=eps).status_code == 415

@@ -12,6 +12,7 @@ import csv
 import glob
 import io
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import numpy as np
 from ferkit.detection import FaceBox, create_detector, crop_face
 from ferkit.errors import FerkitError
 from ferkit.io import atomic_write, write_text
-from ferkit.preprocessing import IMAGE_EXTENSIONS, read_image
+from ferkit.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 #: Images whose crops are classified together (bounded memory, one batched forward pass).
@@ -71,7 +72,7 @@ def expand_inputs(inputs) -> tuple[list[Path], list[str]]:
     Example:
         >>> files, errors = expand_inputs(["/nonexistent/*.png"])
         >>> files, errors
-        ([], ["/nonexistent/*.png: no such file, folder or matching files"])
+        ([], ['/nonexistent/*.png: no such file, folder or matching files'])
     """
     extensions = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
     files, errors = [], []
@@ -90,7 +91,9 @@ def expand_inputs(inputs) -> tuple[list[Path], list[str]]:
             files += found
         else:
             matches = sorted(Path(match) for match in glob.glob(item, recursive=True))
-            matches = [match for match in matches if match.is_file()]
+            matches = [
+                match for match in matches if match.is_file() and match.suffix.lower() in extensions
+            ]
             if not matches:
                 errors.append(f"{item}: no such file, folder or matching files")
             files += matches
@@ -155,19 +158,36 @@ class Analyzer:
         from ferkit.inference import Predictor
 
         self.predictor = Predictor.from_run(model, device=device, tta=tta)
-        self.detector = create_detector(detector, detector_model)
+        self.detector_name, self.detector_model = detector, detector_model
+        # OpenCV detectors are not documented as thread-safe: each thread gets its own.
+        self._local = threading.local()
+        self._local.detector = create_detector(detector, detector_model)
         # A face crop given with --detector none is used as it is.
         self.margin = 0.0 if detector == "none" else margin
         self.batch_size = batch_size
 
+    @property
+    def detector(self):
+        """This thread's detector (created on first use in the thread)."""
+        if not hasattr(self._local, "detector"):
+            self._local.detector = create_detector(self.detector_name, self.detector_model)
+        return self._local.detector
+
     def analyze_images(self, images: list[np.ndarray], sources: list[str]) -> list[MediaResult]:
-        """Detect and classify faces in several images with one batched forward pass."""
-        boxes = [self.detector.detect(image) for image in images]
+        """Detect and classify faces in several images with one batched forward pass.
+
+        Thread-safe: the model is shared, the detector is per thread.
+        """
+        detector = self.detector
+        boxes = [detector.detect(image) for image in images]
+        size = self.predictor.input_size
         crops = [
-            crop_face(image, box, self.margin, self.predictor.input_size)
+            # A whole-image "detection" is a face crop: exactly the Predictor's preprocessing.
+            to_face_array(image, size) if detector.name == "none" else crop_face(
+                image, box, self.margin, size)
             for image, image_boxes in zip(images, boxes)
             for box in image_boxes
-        ]
+        ]  # fmt: skip
         probabilities = (
             self.predictor.predict_proba(np.stack(crops), self.batch_size) if crops else []
         )
@@ -190,11 +210,20 @@ class Analyzer:
         """Faces and emotions in one image array (gray or RGB)."""
         return self.analyze_images([np.asarray(image)], [source])[0]
 
-    def analyze_video(self, path: Path, every: int = 1, save: Path | None = None, progress=True):
+    def analyze_video(
+        self,
+        path: Path,
+        every: int = 1,
+        save: Path | None = None,
+        progress=True,
+        output_name: str | None = None,
+    ):
         """Per analysed frame (every ``every``-th), a :class:`MediaResult` with a timestamp.
 
-        With ``save``, writes an annotated copy of the video (analysed frames annotated).
+        With ``save``, writes an annotated copy of the video (analysed frames annotated) as
+        ``save/output_name`` (default ``<stem>_annotated.mp4``).
         """
+        output_name = output_name or f"{path.stem}_annotated.mp4"
         import cv2
         from tqdm import tqdm
 
@@ -228,7 +257,7 @@ class Analyzer:
                 if index % every == 0:
                     if save is not None and writer is None:
                         save.mkdir(parents=True, exist_ok=True)
-                        temporary = save / f".{path.stem}_annotated.tmp.mp4"
+                        temporary = save / f".{output_name}.tmp.mp4"
                         writer = cv2.VideoWriter(
                             str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), fps / every,
                             (frame.shape[1], frame.shape[0]),
@@ -241,6 +270,13 @@ class Analyzer:
                 bar.update(1)
             if pending:
                 flush()
+        except BaseException:
+            if temporary is not None:
+                if writer is not None:
+                    writer.release()
+                    writer = None
+                temporary.unlink(missing_ok=True)  # no half-written video stays behind
+            raise
         finally:
             capture.release()
             bar.close()
@@ -249,7 +285,7 @@ class Analyzer:
         if index == 0:
             raise FerkitError(f"{path}: not a readable video (no frames)")
         if temporary is not None:
-            os.replace(temporary, save / f"{path.stem}_annotated.mp4")
+            os.replace(temporary, save / output_name)
         return results
 
 
@@ -286,6 +322,18 @@ def analyze(
     files, errors = expand_inputs(inputs)
     analyzer = Analyzer(model, detector, detector_model, margin, device, tta, batch_size)
     save_dir = Path(save) if save is not None else None
+    saved_names: set[str] = set()
+
+    def annotated_name(source: str, suffix: str) -> str:
+        # Inputs from different folders may share a file name: never overwrite an output.
+        stem, number = Path(source).stem, 1
+        name = f"{stem}_annotated{suffix}"
+        while name in saved_names:
+            number += 1
+            name = f"{stem}_{number}_annotated{suffix}"
+        saved_names.add(name)
+        return name
+
     results: list[MediaResult] = []
     images, sources = [], []
 
@@ -295,7 +343,7 @@ def analyze(
             if save_dir is not None:
                 from PIL import Image
 
-                target = save_dir / f"{Path(result.source).stem}_annotated.png"
+                target = save_dir / annotated_name(result.source, ".png")
                 annotated = Image.fromarray(annotate(image, result.faces))
                 atomic_write(target, lambda temporary, picture=annotated: picture.save(
                     temporary, format="PNG"))  # fmt: skip
@@ -308,7 +356,8 @@ def analyze(
     for path in files:
         if path.suffix.lower() in VIDEO_EXTENSIONS:
             try:
-                results += analyzer.analyze_video(path, every, save_dir, progress)
+                name = annotated_name(str(path), ".mp4") if save_dir is not None else None
+                results += analyzer.analyze_video(path, every, save_dir, progress, name)
             except FerkitError as error:
                 errors.append(str(error))
             continue
@@ -330,11 +379,16 @@ CSV_FIELDS = ("source", "frame", "timestamp", "face", "x", "y", "width", "height
               "detector_score", "emotion", "emotion_score")  # fmt: skip
 
 
-def write_csv(results: list[MediaResult], path: str | os.PathLike) -> Path:
-    """One row per face (images without faces get one row with empty face fields)."""
-    class_names = next(
-        (list(face.probabilities) for result in results for face in result.faces), []
-    )
+def write_csv(results: list[MediaResult], path: str | os.PathLike, class_names=None) -> Path:
+    """One row per face (images without faces get one row with empty face fields).
+
+    ``class_names`` names the probability columns (default: taken from the first face).
+    """
+    if class_names is None:
+        class_names = next(
+            (list(face.probabilities) for result in results for face in result.faces), []
+        )
+    class_names = list(class_names)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(list(CSV_FIELDS) + class_names)

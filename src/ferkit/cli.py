@@ -304,6 +304,7 @@ def _command_serve(arguments) -> int:
             host=arguments.host,
             port=arguments.port,
             max_upload_mb=arguments.max_upload_mb,
+            max_pixels=arguments.max_pixels,
             device=arguments.device,
         )
     )
@@ -407,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-upload-mb", type=float, default=10.0, help="larger uploads: 413")
+    serve.add_argument(
+        "--max-pixels", type=int, default=4096 * 4096, help="larger images are downscaled"
+    )
     serve.add_argument("--device", default="auto", choices=DEVICES)
     serve.set_defaults(handler=_command_serve)
     return parser

@@ -47,6 +47,8 @@ def _gray(image: np.ndarray) -> np.ndarray:
 
     if image.ndim == 2:
         return image
+    if image.shape[2] == 1:
+        return image[:, :, 0]
     if image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_RGBA2GRAY)
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
@@ -207,10 +209,14 @@ def crop_face(
         (48, 48)
     """
     image = np.asarray(image)
+    height, width = image.shape[:2]
+    # A box outside the image (bad input) is moved to the nearest position inside it.
+    box = FaceBox(min(max(box.x, -box.width + 1), width - 1),
+                  min(max(box.y, -box.height + 1), height - 1), box.width, box.height,
+                  box.score)  # fmt: skip
     side = max(1, round(max(box.width, box.height) * (1.0 + margin)))
     center_x, center_y = box.x + box.width / 2, box.y + box.height / 2
     left, top = round(center_x - side / 2), round(center_y - side / 2)
-    height, width = image.shape[:2]
     # Pad by replicating edge pixels where the square leaves the image.
     pad_top, pad_left = max(0, -top), max(0, -left)
     pad_bottom, pad_right = max(0, top + side - height), max(0, left + side - width)

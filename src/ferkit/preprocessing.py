@@ -43,22 +43,39 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise FerkitError(f"{path}: no such file")
     try:
         with Image.open(path) as image:
-            image.load()
-            if image.mode.startswith("I") or image.mode == "F":
-                # 16/32-bit gray: Pillow's convert("L") clips, so rescale to 0-255 here.
-                values = np.asarray(image, dtype=np.float64)
-                peak = values.max(initial=0)
-                if peak > 255:
-                    values = values * (255.0 / (65535.0 if peak <= 65535 else peak))
-                elif image.mode == "F" and peak <= 1.0:
-                    values = values * 255.0
-                return np.clip(np.rint(values), 0, 255).astype(np.uint8)
-            if image.mode not in ("L", "RGB"):
-                # Palette/alpha/CMYK images → RGB; 1-bit and gray+alpha → gray.
-                image = image.convert("L" if image.mode in ("1", "LA") else "RGB")
-            return np.asarray(image)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+            return image_to_array(image)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
         raise FerkitError(f"{path}: not a readable image ({error})") from error
+
+
+def image_to_array(image: Image.Image) -> np.ndarray:
+    """A decoded PIL image as uint8 (H, W) gray or (H, W, 3) RGB, upright.
+
+    The one decoder of files (``read_image``) and uploads (``ferkit serve``): EXIF orientation
+    is applied (phone photos are stored rotated), 16/32-bit gray is rescaled (Pillow's
+    ``convert("L")`` would clip it), palette/alpha/CMYK become RGB.
+
+    Example:
+        >>> from PIL import Image
+        >>> image_to_array(Image.new("I;16", (4, 2), 65535)).tolist()[0]
+        [255, 255, 255, 255]
+    """
+    from PIL import ImageOps
+
+    image.load()
+    image = ImageOps.exif_transpose(image) or image
+    if image.mode.startswith("I") or image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        peak = values.max(initial=0)
+        if peak > 255:
+            values = values * (255.0 / (65535.0 if peak <= 65535 else peak))
+        elif image.mode == "F" and peak <= 1.0:
+            values = values * 255.0
+        return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    if image.mode not in ("L", "RGB"):
+        # Palette/alpha/CMYK images → RGB; 1-bit and gray+alpha → gray.
+        image = image.convert("L" if image.mode in ("1", "LA") else "RGB")
+    return np.asarray(image)
 
 
 def to_face_array(image, size: int = FACE_SIZE) -> np.ndarray:

@@ -6,7 +6,6 @@ server's files: images arrive in the request body and are decoded in memory.
 """
 
 import io
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,40 +43,79 @@ class BadImage(Exception):
         self.status, self.message = status, message
 
 
+#: Formats uploads may have (Pillow would also hand EPS or PDF to external programs).
+UPLOAD_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+
+
 def decode_image(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Bytes → RGB/gray array (downscaled to at most ``max_pixels``) and the original size.
+    """Bytes → upright RGB/gray array (downscaled to at most ``max_pixels``), original size.
+
+    Decoding goes through :func:`ferkit.preprocessing.image_to_array`, the decoder of files.
 
     Raises:
-        BadImage: 400 for an empty or corrupt image, 415 for data that is no image format.
+        BadImage: 400 for an empty or corrupt image, 413 for one with far too many pixels,
+            415 for data in no supported image format.
     """
     from PIL import Image, UnidentifiedImageError
+
+    from ferkit.preprocessing import image_to_array
 
     if not data:
         raise BadImage(400, "empty request: send an image file")
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
     except UnidentifiedImageError:
         if data.startswith(IMAGE_SIGNATURES) or data[8:12] == b"WEBP":
             raise BadImage(
-                400, "corrupt image: the file starts like an image but cannot be read"
+                400, "corrupt image: it starts like an image but cannot be read"
             ) from None
-        raise BadImage(415, "not an image (supported: PNG, JPEG, BMP, GIF, TIFF, WebP)") from None
+        formats = ", ".join(UPLOAD_FORMATS)
+        raise BadImage(415, f"not an image in a supported format ({formats})") from None
+    except Image.DecompressionBombError as error:
+        raise BadImage(413, f"image has too many pixels: {error}") from None
     except (OSError, ValueError) as error:
         raise BadImage(400, f"corrupt image: {error}") from None
-    original = image.size
+    width, height = image.size
+    # Refuse before decoding: a small compressed file can expand to gigabytes of pixels.
+    if width * height > 4 * max_pixels:
+        raise BadImage(
+            413, f"image is {width}x{height} pixels; the limit is {4 * max_pixels:,} pixels"
+        )
+    # Clients see photos upright (EXIF orientation 5-8 swaps width and height).
+    if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+        width, height = height, width
     try:
-        # Downscale huge images before decoding them fully (draft is a cheap JPEG shortcut).
-        if original[0] * original[1] > max_pixels:
-            factor = (max_pixels / (original[0] * original[1])) ** 0.5
-            target = (max(1, int(original[0] * factor)), max(1, int(original[1] * factor)))
-            image.draft("RGB", target)
-            image = image.convert("RGB").resize(target)
-        image.load()
-        if image.mode not in ("L", "RGB"):
-            image = image.convert("RGB")
-        return np.asarray(image), original
+        if width * height > max_pixels:
+            shrink = (max_pixels / (width * height)) ** 0.5
+            image.draft("RGB", (int(image.size[0] * shrink), int(image.size[1] * shrink)))
+        array = image_to_array(image)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise BadImage(400, f"corrupt image: {error}") from None
+    if array.shape[0] * array.shape[1] > max_pixels:
+        shrink = (max_pixels / (array.shape[0] * array.shape[1])) ** 0.5
+        size = (max(1, int(array.shape[1] * shrink)), max(1, int(array.shape[0] * shrink)))
+        array = np.asarray(Image.fromarray(array).resize(size, Image.BILINEAR))
+    return array, (width, height)
+
+
+def multipart_file(content_type: str, body: bytes) -> bytes:
+    """The bytes of the ``file`` (or ``image``) part of a multipart/form-data body, in memory.
+
+    Raises:
+        BadImage: 400 when the body is not multipart or has no such part.
+    """
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        raise BadImage(400, "bad multipart upload")
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") in ("file", "image"):
+            return part.get_payload(decode=True) or b""
+    raise BadImage(400, "multipart upload needs a file field named 'file'")
 
 
 def create_app(config: ServeConfig | None = None, analyzer=None):
@@ -110,9 +148,6 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
         "detector": config.detector,
     }
     max_bytes = int(config.max_upload_mb * 1024 * 1024)
-    # OpenCV's cascade is not documented as thread-safe: one analysis at a time, in a worker
-    # thread (the event loop keeps serving other requests meanwhile).
-    lock = threading.Lock()
 
     app = FastAPI(
         title="ferkit",
@@ -164,33 +199,28 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
             return error(413, f"upload larger than {config.max_upload_mb:g} MB")
+        # Read the body into memory with a hard cap (multipart headers add a little), so no
+        # upload is ever spooled to disk and no size can be slipped past the limit.
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > max_bytes + 64 * 1024:
+                return error(413, f"upload larger than {config.max_upload_mb:g} MB")
+        data = bytes(data)
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
             try:
-                form = await request.form(max_files=1, max_fields=8, max_part_size=max_bytes + 1)
-            except Exception as exception:  # the multipart parser's errors: bad input
-                message = str(exception)
-                status = 413 if "size" in message.lower() else 400
-                return error(status, f"bad multipart upload: {message}")
-            upload = form.get("file") or form.get("image")
-            if upload is None or isinstance(upload, str):
-                return error(400, "multipart upload needs a file field named 'file'")
-            data = await upload.read()
-        else:
-            data = bytearray()
-            async for chunk in request.stream():
-                data += chunk
-                if len(data) > max_bytes:
-                    return error(413, f"upload larger than {config.max_upload_mb:g} MB")
-            data = bytes(data)
+                data = multipart_file(content_type, data)
+            except BadImage as bad:
+                return error(bad.status, bad.message)
         if len(data) > max_bytes:
             return error(413, f"upload larger than {config.max_upload_mb:g} MB")
 
         def work():
             image, original = decode_image(data, config.max_pixels)
             decoded = time.perf_counter()
-            with lock:
-                result = analyzer.analyze_image(image, "upload")
+            # Worker threads analyse concurrently: shared model, one detector per thread.
+            result = analyzer.analyze_image(image, "upload")
             return image, original, result, decoded
 
         try:

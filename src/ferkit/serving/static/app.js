@@ -9,6 +9,7 @@ const video = document.getElementById("video");
 const FRAME_INTERVAL_MS = 400; // webcam: one frame in flight at a time, at most every 400 ms
 let stream = null;
 let streaming = false;
+let generation = 0; // bumped on Stop: answers to an older webcam session are dropped
 
 function say(text, warning = false) {
   message.textContent = text;
@@ -67,6 +68,8 @@ async function analyzeFile(file) {
     draw(image, await predict(file));
   } catch (error) {
     say(`Could not analyse this file: ${error.message}`, true);
+  } finally {
+    URL.revokeObjectURL(image.src);
   }
 }
 
@@ -80,9 +83,9 @@ drop.addEventListener("drop", (event) => {
   analyzeFile(event.dataTransfer.files[0]);
 });
 
-async function webcamLoop() {
+async function webcamLoop(session) {
   const grab = document.createElement("canvas");
-  while (streaming) {
+  while (streaming && session === generation) {
     const started = performance.now();
     if (video.videoWidth) {
       grab.width = video.videoWidth;
@@ -90,9 +93,11 @@ async function webcamLoop() {
       grab.getContext("2d").drawImage(video, 0, 0);
       const blob = await new Promise((resolve) => grab.toBlob(resolve, "image/jpeg", 0.85));
       try {
-        draw(video, await predict(blob));
+        const result = await predict(blob);
+        if (session !== generation) break; // stopped while this frame was in flight
+        draw(video, result);
       } catch (error) {
-        say(`Server error: ${error.message}`, true);
+        if (session === generation) say(`Server error: ${error.message}`, true);
       }
     }
     const wait = FRAME_INTERVAL_MS - (performance.now() - started);
@@ -113,11 +118,12 @@ document.getElementById("start").addEventListener("click", async () => {
   document.getElementById("start").disabled = true;
   document.getElementById("stop").disabled = false;
   say("Webcam running…");
-  webcamLoop();
+  webcamLoop(generation);
 });
 
 document.getElementById("stop").addEventListener("click", () => {
   streaming = false;
+  generation += 1;
   if (stream) stream.getTracks().forEach((track) => track.stop());
   video.hidden = true;
   document.getElementById("start").disabled = false;
