@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 DEMO := demo_output
 FERKIT := $(BIN)/ferkit
 
-.PHONY: venv demo test lint browser benchmarks clean
+.PHONY: venv demo test lint browser benchmarks train-fer2013 clean
 
 $(BIN)/ferkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,19 @@ test: lint browser
 benchmarks: venv
 	$(BIN)/python benchmarks/load_csv.py
 	$(BIN)/python benchmarks/train_throughput.py
+
+# Retrain the bundled `default` model from ../shared/data with its recorded recipe (the
+# notebook's CNN, ferkit's defaults; about 70 minutes on 2 cores), print its PublicTest accuracy
+# and package it into src/ferkit/pretrained. Re-running resumes an interrupted training.
+FER2013 ?= ../shared/data/fer2013-train-publictest.csv.gz
+FER2013_RUN ?= runs/fer2013_default
+FER2013_RECIPE := --split usage --arch seed --epochs 20 20 --lr 1e-3 --lr-drop 0.1 --batch-size 256 --seed 0
+
+train-fer2013: venv
+	$(FERKIT) train $(FER2013) --out $(FER2013_RUN) $(FER2013_RECIPE) --no-progress \
+		$$(test -f $(FER2013_RUN)/last/state.json && echo --resume)
+	$(BIN)/python benchmarks/bundle_model.py $(FER2013_RUN) --name default \
+		--command "ferkit train FER2013 --out $(FER2013_RUN) $(FER2013_RECIPE)"
 
 clean:
 	rm -rf $(DEMO) build dist src/*.egg-info .pytest_cache .ruff_cache
