@@ -185,8 +185,11 @@ def _command_explore(arguments) -> int:
 
 def _command_train(arguments) -> int:
     from ferkit.training import train
+    from ferkit.training.distributed import from_environment
 
     result = train(_training_config(arguments))
+    if not from_environment().is_main:  # under torchrun, rank 0 reports
+        return 0
     print(
         f"best epoch {result.best_epoch}: validation accuracy {result.metrics['accuracy']:.2%}, "
         f"macro-F1 {result.metrics['macro_f1']:.3f}"

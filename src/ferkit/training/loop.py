@@ -41,6 +41,7 @@ from ferkit.runtime import (
 )
 from ferkit.training.augment import mix_batch, random_affine, random_erasing
 from ferkit.training.config import TrainConfig
+from ferkit.training.distributed import Distributed, cleanup, from_environment, setup
 from ferkit.training.schedule import learning_rate_at, phase_boundaries
 
 HISTORY_FIELDS = (
@@ -60,6 +61,10 @@ class TrainingInterrupted(FerkitError):
 
     def __init__(self, message: str):
         super().__init__(message, exit_code=130)
+
+
+def _silent(line: str) -> None:
+    """A log function for ranks other than 0."""
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -107,6 +112,7 @@ def train_one_epoch(
     class_weights: torch.Tensor | None = None,
     ema: torch.optim.swa_utils.AveragedModel | None = None,
     teachers: list[torch.nn.Module] | None = None,
+    distributed: Distributed | None = None,
 ) -> dict:
     """Train one pass over ``images`` (uint8 N×H×W) in shuffled, augmented batches.
 
@@ -129,11 +135,18 @@ def train_one_epoch(
         ['accuracy', 'images_per_second', 'loss', 'seconds']
     """
     model.train()
-    num_classes = int(getattr(model, "ferkit_arguments", {}).get("num_classes", 7))
+    core = getattr(model, "module", model)  # the model inside a DDP wrapper
+    num_classes = int(getattr(core, "ferkit_arguments", {}).get("num_classes", 7))
+    distributed = distributed or Distributed()
     generator = torch.Generator().manual_seed(epoch_seed(config.seed, epoch))
-    torch.manual_seed(epoch_seed(config.seed, epoch) + 1)  # dropout draws from the global RNG
-    order = torch.randperm(len(labels), generator=generator)
-    batch_starts = list(range(0, len(order), config.batch_size))
+    torch.manual_seed(epoch_seed(config.seed, epoch) + 1 + distributed.rank)  # dropout
+    # The same permutation on every rank, then each rank takes its shard of it.
+    order = distributed.shard(torch.randperm(len(labels), generator=generator))
+    if distributed.enabled:  # each rank draws its own augmentations
+        generator.manual_seed(epoch_seed(config.seed, epoch) + 1_000_003 * distributed.rank)
+    # --batch-size is the global batch: each of the N ranks takes 1/N of it.
+    batch_size = max(1, config.batch_size // distributed.world_size)
+    batch_starts = list(range(0, len(order), batch_size))
     # A last batch of one face would break batch norm's training statistics: fold it in.
     if len(batch_starts) > 1 and len(order) - batch_starts[-1] < 2:
         batch_starts.pop()
@@ -144,7 +157,7 @@ def train_one_epoch(
         desc=f"epoch {epoch + 1}/{config.total_epochs}",
         unit="img",
         leave=False,
-        disable=not config.progress,
+        disable=not config.progress or not distributed.is_main,
         dynamic_ncols=True,
     )
     for position, first in enumerate(batch_starts):
@@ -203,6 +216,8 @@ def train_one_epoch(
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.1%}")
     bar.close()
     seconds = time.perf_counter() - start_time
+    # Every rank reports the epoch over all ranks' faces.
+    total_loss, correct, seen = distributed.all_reduce_sum([total_loss, correct, seen], device)
     return {
         "loss": total_loss / max(seen, 1),
         "accuracy": correct / max(seen, 1),
@@ -448,6 +463,9 @@ def fit(
 
     config.validate()
     run_dir = Path(config.out)
+    distributed = from_environment()
+    if not distributed.is_main:  # only rank 0 prints and writes the run folder
+        log = _silent
     if len(train_set) < 2 or len(val_set) == 0:
         raise FerkitError(
             f"need at least 2 training and 1 validation faces, got {len(train_set)} and "
@@ -463,12 +481,14 @@ def fit(
             f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to "
             "replace it, or choose another --out"
         )
-    if not config.resume:
-        for name in (LAST, f"{LAST}.new", f"{LAST}.old"):
-            shutil.rmtree(run_dir / name, ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    device = setup(distributed, resolve_device(config.device))
+    distributed.barrier()  # every rank has checked the folder before rank 0 changes it
+    if distributed.is_main:
+        if not config.resume:
+            for name in (LAST, f"{LAST}.new", f"{LAST}.old"):
+                shutil.rmtree(run_dir / name, ignore_errors=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
 
-    device = resolve_device(config.device)
     autocast_dtype = resolve_precision(config.precision, device)
     channels_last = config.channels_last and device.type != "mps"
     torch.manual_seed(config.seed)
@@ -479,6 +499,9 @@ def fit(
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if distributed.enabled and device.type == "cuda":
+        # Per-GPU batches are small: batch norm statistics over all GPUs matter there.
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = build_optimizer(model, config)
     normalization = dict(DEFAULT_NORMALIZATION)
     ema = None
@@ -526,7 +549,14 @@ def fit(
         best_accuracy, best_epoch = state["best_val_accuracy"], state["best_epoch"]
         start_epoch = state["epoch"]
         log(f"resuming {run_dir} after epoch {start_epoch}/{config.total_epochs}")
-    write_json(run_dir / "config.json", config.to_dict())
+    if distributed.is_main:
+        write_json(run_dir / "config.json", config.to_dict())
+    # DDP averages gradients across ranks; the unwrapped `model` is what gets saved.
+    trained = model
+    if distributed.enabled:
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     card_base = {
         "parameters": count_parameters(model),
@@ -551,8 +581,8 @@ def fit(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             stats = train_one_epoch(
-                model, train_images, train_labels, optimizer, config, epoch, device,
-                autocast_dtype, normalization, class_weights, ema, teachers,
+                trained, train_images, train_labels, optimizer, config, epoch, device,
+                autocast_dtype, normalization, class_weights, ema, teachers, distributed,
             )  # fmt: skip
             # With EMA, the averaged weights are the model that is validated and kept.
             evaluated = ema.module if ema is not None else model
@@ -579,7 +609,8 @@ def fit(
             if improved:
                 best_accuracy, best_epoch = validation["accuracy"], epoch + 1
                 best_card = dict(card, best_epoch=best_epoch, val_accuracy=best_accuracy)
-                save_checkpoint(evaluated, run_dir / "best", best_card)
+                if distributed.is_main:
+                    save_checkpoint(evaluated, run_dir / "best", best_card)
             state = {
                 "epoch": epoch + 1,
                 "best_val_accuracy": best_accuracy,
@@ -589,20 +620,24 @@ def fit(
             }
             if ema is not None:
                 state["ema_updates"] = int(ema.n_averaged.item())
-            save_last(run_dir, model, optimizer, card, state, ema.module if ema else None)
-            _write_history(run_dir, history)
+            if distributed.is_main:
+                save_last(run_dir, model, optimizer, card, state, ema.module if ema else None)
+                _write_history(run_dir, history)
             log(_summary_line(row, config.total_epochs, improved))
     except KeyboardInterrupt:
-        _write_history(run_dir, history)
-        if history:
-            plot_history(history, run_dir / "history.png", _drop_epochs(config))
+        if distributed.is_main:
+            _write_history(run_dir, history)
+            if history:
+                plot_history(history, run_dir / "history.png", _drop_epochs(config))
         raise TrainingInterrupted(
             f"interrupted during epoch {epoch + 1}; {run_dir} holds epoch {len(history)} "
             f"(continue with: ferkit train {config.data} --out {run_dir} --resume)"
         ) from None
 
-    _write_history(run_dir, history)
-    plot_history(history, run_dir / "history.png", _drop_epochs(config))
+    if distributed.is_main:
+        _write_history(run_dir, history)
+        plot_history(history, run_dir / "history.png", _drop_epochs(config))
+    distributed.barrier()  # rank 0 has written best before the others read it
     best_model, best_card = load_checkpoint(run_dir / "best", device=device)
     # Final metrics in fp32, the way `ferkit evaluate` and Predictor compute them, so the
     # numbers agree; per-epoch selection above may use bf16 for speed.
@@ -614,20 +649,23 @@ def fit(
         val_set.labels, validation["predictions"], train_set.class_names
     )
     metrics.update(split="validation", best_epoch=best_epoch, loss=validation["loss"])
-    write_json(run_dir / "metrics.json", metrics)
-    plot_confusion_matrix(
-        np.array(metrics["confusion_matrix"]),
-        train_set.class_names,
-        run_dir / "confusion_matrix.png",
-        title="validation",
-    )
+    if distributed.is_main:
+        write_json(run_dir / "metrics.json", metrics)
+        plot_confusion_matrix(
+            np.array(metrics["confusion_matrix"]),
+            train_set.class_names,
+            run_dir / "confusion_matrix.png",
+            title="validation",
+        )
     # The best card carries its final validation metrics, so a model explains itself.
     best_card["metrics"] = {
         "validation_accuracy": metrics["accuracy"],
         "validation_macro_f1": metrics["macro_f1"],
         "per_class_recall": {name: row["recall"] for name, row in metrics["per_class"].items()},
     }
-    write_json(run_dir / "best.json", best_card)
+    if distributed.is_main:
+        write_json(run_dir / "best.json", best_card)
+    distributed.barrier()
     return FitResult(best_model, history, metrics, run_dir, best_epoch, best_card)
 
 
@@ -647,6 +685,8 @@ def train(config: TrainConfig, log=print) -> FitResult:
     from ferkit.data import describe_skipped, load_fer2013, split_dataset, write_skipped
 
     config.validate()
+    if not from_environment().is_main:
+        log = _silent
     dataset = load_fer2013(config.data, skip_bad_rows=config.skip_bad_rows)
     if dataset.skipped:
         listing = write_skipped(dataset, config.out)
@@ -656,4 +696,7 @@ def train(config: TrainConfig, log=print) -> FitResult:
         f"data: {dataset.source}: {len(dataset)} faces → {len(train_set)} train, "
         f"{len(val_set)} validation ({config.split} split)"
     )
-    return fit(config, train_set, val_set, log=log)
+    try:
+        return fit(config, train_set, val_set, log=log)
+    finally:
+        cleanup(from_environment())
