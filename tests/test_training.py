@@ -438,3 +438,20 @@ def test_distillation_loss_is_zero_for_an_identical_teacher(tiny_split):
         optimizer, config, 0, torch.device("cpu"), teachers=[teacher.eval()],
     )  # fmt: skip
     assert stats["loss"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_cross_validation_with_parallel_folds_matches_sequential(tmp_path):
+    from ferkit.data import save_fer2013_csv
+    from ferkit.training.crossval import cross_validate
+
+    data = save_fer2013_csv(make_synthetic_dataset(140, seed=2), tmp_path / "faces.csv")
+    common = dict(data=str(data), epochs=[1], batch_size=16, progress=False,
+                  model_args=TINY_MODEL, precision="fp32")  # fmt: skip
+    sequential = cross_validate(TrainConfig(out=str(tmp_path / "a"), **common), folds=2)
+    parallel = cross_validate(
+        TrainConfig(out=str(tmp_path / "b"), **common), folds=2, parallel_folds=2
+    )
+    assert [fold["fold"] for fold in parallel["per_fold"]] == [1, 2]
+    for one, other in zip(sequential["per_fold"], parallel["per_fold"]):
+        assert one["accuracy"] == pytest.approx(other["accuracy"], abs=0.05)
+    assert (tmp_path / "b" / "fold_2" / "best.safetensors").is_file()

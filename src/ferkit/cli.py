@@ -201,7 +201,9 @@ def _command_train(arguments) -> int:
 def _command_cv(arguments) -> int:
     from ferkit.training.crossval import cross_validate
 
-    summary = cross_validate(_training_config(arguments), folds=arguments.folds)
+    summary = cross_validate(
+        _training_config(arguments), folds=arguments.folds, parallel_folds=arguments.parallel_folds
+    )
     for fold in summary["per_fold"]:
         print(
             f"fold {fold['fold']}: accuracy {fold['accuracy']:.2%}  macro-F1 {fold['macro_f1']:.3f}"
@@ -349,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     cv = commands.add_parser("cv", help="stratified k-fold cross-validation")
     _add_training_options(cv, cross_validation=True)
     cv.add_argument("--folds", type=int, default=5)
+    cv.add_argument(
+        "--parallel-folds", type=int, default=1, help="folds trained at once, as processes"
+    )
     cv.set_defaults(handler=_command_cv)
 
     evaluate = commands.add_parser("evaluate", help="accuracy, F1 and confusion matrix")

@@ -28,6 +28,10 @@ def resolve_device(name: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    if name.startswith("cuda:") and name[5:].isdigit():
+        if not torch.cuda.is_available() or int(name[5:]) >= torch.cuda.device_count():
+            raise FerkitError(f"device {name!r} requested but that GPU is not available")
+        return torch.device(name)
     if name == "cuda" and not torch.cuda.is_available():
         raise FerkitError("device 'cuda' requested but CUDA is not available; use --device cpu")
     if name == "mps" and not (

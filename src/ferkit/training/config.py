@@ -90,6 +90,8 @@ class TrainConfig:
         }
         for name, valid in choices.items():
             value = getattr(self, name)
+            if name == "device" and str(value).startswith("cuda:") and value[5:].isdigit():
+                continue  # a specific GPU
             if value not in valid:
                 options = ", ".join(valid)
                 raise FerkitError(f"{name}={value!r} is not valid; choose one of: {options}")
