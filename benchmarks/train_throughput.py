@@ -23,12 +23,23 @@ from ferkit.training.loop import build_optimizer, train_one_epoch
 
 
 def measure(
-    arch: str, batch_size: int, steps: int, warmup: int, precision, channels_last: bool, **kwargs
+    arch: str,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    precision,
+    channels_last: bool,
+    compile_model: bool = False,
+    **kwargs,
 ):
     torch.manual_seed(0)
     model = create_model(arch, **kwargs)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if compile_model:
+        compiled = torch.compile(model)
+        compiled.ferkit_arguments = model.ferkit_arguments
+        model = compiled
     config = TrainConfig(
         batch_size=batch_size, channels_last=channels_last, progress=False, epochs=[1]
     )
@@ -52,6 +63,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=JSON")
     parser.add_argument("--bf16-only", action="store_true", help="only bf16 + channels_last")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     arguments = parser.parse_args()
     model_args = {
         key: json.loads(value)
@@ -73,7 +85,7 @@ def main() -> None:
     for precision_name, precision, channels_last in settings:
         speed, parameters = measure(
             arguments.arch, arguments.batch_size, arguments.steps, arguments.warmup,
-            precision, channels_last, **model_args,
+            precision, channels_last, arguments.compile, **model_args,
         )  # fmt: skip
         results[(precision_name, channels_last)] = speed
         print(f"{precision_name:<10}{str(channels_last):>15}{speed:>10.0f}")

@@ -455,3 +455,10 @@ def test_cross_validation_with_parallel_folds_matches_sequential(tmp_path):
     for one, other in zip(sequential["per_fold"], parallel["per_fold"]):
         assert one["accuracy"] == pytest.approx(other["accuracy"], abs=0.05)
     assert (tmp_path / "b" / "fold_2" / "best.safetensors").is_file()
+
+
+def test_fp16_needs_cuda(tmp_path, tiny_split):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(FerkitError, match="fp16' needs a CUDA device"):
+        fit(tiny_config(tmp_path, precision="fp16"), *tiny_split, log=print)

@@ -103,6 +103,7 @@ def _add_training_options(parser: argparse.ArgumentParser, cross_validation: boo
     )
     if not cross_validation:
         parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--overwrite", action="store_true", help="replace a run in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -154,6 +155,7 @@ def _training_config(arguments: argparse.Namespace):
         device=arguments.device,
         precision=arguments.precision,
         channels_last=arguments.channels_last,
+        compile=arguments.compile,
         resume=getattr(arguments, "resume", False),
         overwrite=arguments.overwrite,
         progress=not arguments.no_progress,

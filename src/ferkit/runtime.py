@@ -62,6 +62,10 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
         return None
     if precision == "bf16":
         return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise FerkitError("precision 'fp16' needs a CUDA device; on CPU use bf16 or fp32")
+        return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     if device.type == "cpu":

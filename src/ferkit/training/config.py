@@ -9,7 +9,7 @@ from ferkit.errors import FerkitError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SPLITS = ("stratified", "usage")
 SCHEDULES = ("step", "cosine")
 TTAS = ("none", "flip", "shift")  # = ferkit.runtime.TTA_MODES (kept torch-free here)
@@ -65,7 +65,8 @@ class TrainConfig:
     # --- machine ---
     seed: int = 0  # seeds the split, initialisation, shuffling, augmentation and dropout
     device: str = "auto"  # auto | cpu | cuda | mps
-    precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16
+    precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA)
+    compile: bool = False  # torch.compile the model for training (first epoch pays compile time)
     channels_last: bool = True  # NHWC memory layout (faster convolutions on CPU)
     eval_batch_size: int = 512  # faces per step when evaluating
     resume: bool = False  # continue from the run folder's `last` checkpoint

@@ -113,6 +113,7 @@ def train_one_epoch(
     ema: torch.optim.swa_utils.AveragedModel | None = None,
     teachers: list[torch.nn.Module] | None = None,
     distributed: Distributed | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict:
     """Train one pass over ``images`` (uint8 N×H×W) in shuffled, augmented batches.
 
@@ -204,8 +205,13 @@ def train_one_epoch(
             ) * (temperature**2)  # keeps gradient scale independent of the temperature
             loss = (1.0 - config.distill_weight) * loss + config.distill_weight * distillation
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None:  # fp16: scale the loss so small gradients do not underflow
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         if ema is not None:
             ema.update_parameters(model)
         count = len(indices)
@@ -303,7 +309,7 @@ def _summary_line(row: dict, total_epochs: int, improved: bool) -> str:
 #: or, for ``epochs``, extend the schedule); every other field must match the saved run.
 RESUMABLE_CHANGES = frozenset(
     {"resume", "overwrite", "progress", "device", "precision", "channels_last",
-     "eval_batch_size", "epochs"}
+     "eval_batch_size", "epochs", "compile"}
 )  # fmt: skip
 
 LAST = "last"
@@ -552,11 +558,12 @@ def fit(
     if distributed.is_main:
         write_json(run_dir / "config.json", config.to_dict())
     # DDP averages gradients across ranks; the unwrapped `model` is what gets saved.
-    trained = model
+    trained = torch.compile(model) if config.compile else model
     if distributed.enabled:
         trained = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+            trained, device_ids=[device.index] if device.type == "cuda" else None
         )
+    scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
 
     card_base = {
         "parameters": count_parameters(model),
@@ -582,7 +589,7 @@ def fit(
                 group["lr"] = lr
             stats = train_one_epoch(
                 trained, train_images, train_labels, optimizer, config, epoch, device,
-                autocast_dtype, normalization, class_weights, ema, teachers, distributed,
+                autocast_dtype, normalization, class_weights, ema, teachers, distributed, scaler,
             )  # fmt: skip
             # With EMA, the averaged weights are the model that is validated and kept.
             evaluated = ema.module if ema is not None else model
