@@ -68,3 +68,23 @@ def test_predict_proba_of_empty_input(run_dir):
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(FerkitError, match="no best.safetensors"):
         Predictor.from_run(tmp_path)
+
+
+def test_onnx_runtime_backend_gives_the_same_probabilities(run_dir, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))
+    faces = np.random.default_rng(3).integers(0, 256, (20, 48, 48), dtype=np.uint8)
+    torch_predictor = Predictor.from_run(run_dir, device="cpu")
+    onnx_predictor = Predictor.from_run(run_dir, device="cpu", backend="onnx")
+    assert torch_predictor.backend == "torch" and onnx_predictor.backend == "onnx"
+    np.testing.assert_allclose(
+        onnx_predictor.predict_proba(faces), torch_predictor.predict_proba(faces), atol=1e-4
+    )
+    cached = list((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert len(cached) == 1
+    # a second predictor reuses the cached export
+    again = Predictor.from_run(run_dir, device="cpu", backend="auto")
+    assert again.backend == "onnx" and again.onnx.session is not None
+    assert list((tmp_path / "cache" / "onnx").glob("*.onnx")) == cached
+    with pytest.raises(FerkitError, match="unknown backend"):
+        Predictor.from_run(run_dir, backend="tensorrt")

@@ -23,6 +23,9 @@ from ferkit.errors import FerkitError
 from ferkit.io import atomic_write, write_text
 from ferkit.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
 
+#: Inference engine for predict and serve: torch | onnx | auto (see Predictor.from_run).
+INFERENCE_BACKEND = "torch"
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 #: Images whose crops are classified together (bounded memory, one batched forward pass).
 IMAGES_PER_CHUNK = 32
@@ -154,10 +157,11 @@ class Analyzer:
         device: str = "auto",
         tta: str | None = None,
         batch_size: int = 256,
+        backend: str = INFERENCE_BACKEND,
     ):
         from ferkit.inference import Predictor
 
-        self.predictor = Predictor.from_run(model, device=device, tta=tta)
+        self.predictor = Predictor.from_run(model, device=device, tta=tta, backend=backend)
         self.detector_name, self.detector_model = detector, detector_model
         # OpenCV detectors are not documented as thread-safe: each thread gets its own.
         self._local = threading.local()
@@ -301,6 +305,7 @@ def analyze(
     tta: str | None = None,
     batch_size: int = 256,
     progress: bool = True,
+    backend: str = INFERENCE_BACKEND,
 ) -> tuple[list[MediaResult], list[str]]:
     """Analyse images, folders, globs and videos; ``ferkit predict``'s Python twin.
 
@@ -320,7 +325,7 @@ def analyze(
     if every < 1:
         raise FerkitError(f"--every {every}: must be at least 1")
     files, errors = expand_inputs(inputs)
-    analyzer = Analyzer(model, detector, detector_model, margin, device, tta, batch_size)
+    analyzer = Analyzer(model, detector, detector_model, margin, device, tta, batch_size, backend)
     save_dir = Path(save) if save is not None else None
     saved_names: set[str] = set()
 

@@ -254,6 +254,7 @@ def _command_predict(arguments) -> int:
         tta=arguments.tta,
         batch_size=arguments.batch_size,
         progress=not arguments.no_progress,
+        backend=arguments.backend,
     )
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
@@ -313,6 +314,7 @@ def _command_serve(arguments) -> int:
             max_upload_mb=arguments.max_upload_mb,
             max_pixels=arguments.max_pixels,
             device=arguments.device,
+            backend=arguments.backend,
         )
     )
     return 0
@@ -324,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ferkit.training.config import TTAS as TTA_CHOICES
 
     DETECTORS = ("haar", "yunet", "none")  # = ferkit.detection.DETECTORS (no cv2 import here)
+    BACKENDS = ("torch", "onnx", "auto")  # = ferkit.inference.BACKENDS (no torch import here)
 
     parser = argparse.ArgumentParser(
         prog="ferkit",
@@ -409,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--no-progress", action="store_true")
     predict.add_argument("--device", default="auto", choices=DEVICES)
     predict.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
+    predict.add_argument("--backend", choices=BACKENDS, default="torch", help="inference engine")
     predict.set_defaults(handler=_command_predict)
 
     serve = commands.add_parser("serve", help="web service + page (photo upload, webcam)")
@@ -422,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pixels", type=int, default=4096 * 4096, help="larger images are downscaled"
     )
     serve.add_argument("--device", default="auto", choices=DEVICES)
+    serve.add_argument("--backend", choices=BACKENDS, default="torch", help="inference engine")
     serve.set_defaults(handler=_command_serve)
     return parser
 

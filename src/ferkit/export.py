@@ -74,6 +74,21 @@ def export_onnx(
         >>> export_onnx("runs/demo", "model.onnx")["max_abs_difference"] < 1e-4  # doctest: +SKIP
         True
     """
+    from ferkit.inference import Predictor
+
+    predictor = Predictor.from_run(model, device="cpu", tta=tta, backend="torch")
+    return export_predictor(predictor, out, opset, check_batch, tolerance, name=str(model))
+
+
+def export_predictor(
+    predictor,
+    out: str | os.PathLike,
+    opset: int = DEFAULT_OPSET,
+    check_batch: int = 16,
+    tolerance: float = PARITY_TOLERANCE,
+    name: str = "model",
+) -> dict:
+    """Export a loaded (PyTorch) :class:`~ferkit.inference.Predictor`; see :func:`export_onnx`."""
     try:
         import onnx
         import onnxruntime
@@ -81,9 +96,7 @@ def export_onnx(
         raise FerkitError(
             f"ONNX export needs the onnx extras: pip install 'ferkit[onnx]' ({error})"
         ) from error
-    from ferkit.inference import Predictor
-
-    predictor = Predictor.from_run(model, device="cpu", tta=tta)
+    model = name
     graph = ProbabilityGraph(predictor).eval()
     size = predictor.input_size
     example = torch.zeros(2, 1, size, size)

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,15 @@ from ferkit.checkpoint import load_checkpoint, resolve_checkpoint
 from ferkit.errors import FerkitError
 from ferkit.preprocessing import read_image, to_face_array
 from ferkit.runtime import batched_logits, resolve_device
+
+#: Inference engines of a Predictor.
+BACKENDS = ("torch", "onnx", "auto")
+
+
+def _onnxruntime_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnx", "onnxscript"))
 
 
 @dataclass
@@ -95,27 +105,74 @@ class Predictor:
         self.location = Path(location) if location is not None else None
         # The card says which test-time augmentation the model was selected with.
         self.tta = tta
+        self.onnx = None  # an OnnxPredictor once use_onnx_runtime() switched the backend
+        self.backend = "torch"
 
     @classmethod
     def from_run(
-        cls, location: str | os.PathLike, device: str = "auto", tta: str | None = None
+        cls,
+        location: str | os.PathLike,
+        device: str = "auto",
+        tta: str | None = None,
+        backend: str = "torch",
     ) -> Predictor:
-        """Load the best model of a run folder (or a ``.safetensors`` checkpoint with its card).
+        """Load the best model of a run folder (or a checkpoint, ensemble or bundled name).
+
+        Args:
+            location: run folder, ``.safetensors`` checkpoint, ensemble folder, or ``default``.
+            device: auto | cpu | cuda | mps (PyTorch backend).
+            tta: override the card's test-time augmentation.
+            backend: ``torch``, ``onnx`` (ONNX Runtime on the CPU: the model is exported once,
+                parity-checked, and cached in the user cache) or ``auto`` (ONNX Runtime when it
+                is installed and the device is the CPU, else PyTorch).
 
         Example:
             >>> predictor = Predictor.from_run("runs/demo")  # doctest: +SKIP
         """
         from ferkit.ensemble import ENSEMBLE_FILE, load_ensemble
 
+        if backend not in BACKENDS:
+            raise FerkitError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
         resolved = resolve_device(device)
         if (Path(location) / ENSEMBLE_FILE).is_file():
             members, card = load_ensemble(location, device=resolved)
             first_model, _ = members[0]
-            return cls(
+            predictor = cls(
                 first_model, card, resolved, Path(location) / ENSEMBLE_FILE, tta, members[1:]
             )
-        model, card = load_checkpoint(location, device=resolved)
-        return cls(model, card, resolved, resolve_checkpoint(location), tta)
+        else:
+            model, card = load_checkpoint(location, device=resolved)
+            predictor = cls(model, card, resolved, resolve_checkpoint(location), tta)
+        if backend == "auto":
+            backend = "onnx" if resolved.type == "cpu" and _onnxruntime_installed() else "torch"
+        if backend == "onnx":
+            predictor.use_onnx_runtime()
+        return predictor
+
+    def use_onnx_runtime(self) -> Predictor:
+        """Run inference with ONNX Runtime from now on (same probabilities within 1e-4).
+
+        The ONNX file is exported once per model content and TTA, parity-checked against this
+        predictor, and kept in the user cache (``$FERKIT_CACHE_DIR/onnx``).
+        """
+        import hashlib
+
+        from ferkit.data.cache import default_cache_dir
+        from ferkit.export import OnnxPredictor, export_predictor
+
+        digest = hashlib.sha256()
+        for model, card in self.members:
+            digest.update(json.dumps(card, sort_keys=True, default=str).encode())
+            for name, tensor in model.state_dict().items():
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(str(self.tta).encode())
+        path = default_cache_dir() / "onnx" / f"{digest.hexdigest()[:32]}.onnx"
+        if not path.is_file():
+            export_predictor(self, path, name=str(self.location or "model"))
+        self.onnx = OnnxPredictor(path)
+        self.backend = "onnx"
+        return self
 
     @property
     def location_folder(self) -> Path:
@@ -133,6 +190,8 @@ class Predictor:
         faces = np.asarray(faces, dtype=np.uint8)
         if len(faces) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        if self.onnx is not None:
+            return self.onnx.predict_proba(faces, batch_size)
         total = None
         for model, card in self.members:
             # fp32 (no autocast): predictions are reproducible across machines.

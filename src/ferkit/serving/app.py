@@ -33,6 +33,7 @@ class ServeConfig:
     max_upload_mb: float = 10.0  # larger uploads get 413
     max_pixels: int = 4096 * 4096  # larger images are downscaled before analysis
     device: str = "auto"  # auto | cpu | cuda | mps
+    backend: str = "torch"  # inference engine: torch | onnx | auto
 
 
 class BadImage(Exception):
@@ -137,8 +138,9 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
 
     config = config or ServeConfig()
     analyzer = analyzer or Analyzer(
-        config.model, config.detector, config.detector_model, device=config.device
-    )
+        config.model, config.detector, config.detector_model, device=config.device,
+        backend=config.backend,
+    )  # fmt: skip
     card = analyzer.predictor.card
     model_info = {
         "name": str(config.model),
