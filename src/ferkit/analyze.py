@@ -24,7 +24,7 @@ from ferkit.io import atomic_write, write_text
 from ferkit.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
 
 #: Inference engine for predict and serve: torch | onnx | auto (see Predictor.from_run).
-INFERENCE_BACKEND = "torch"
+INFERENCE_BACKEND = "auto"
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 #: Images whose crops are classified together (bounded memory, one batched forward pass).

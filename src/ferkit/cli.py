@@ -412,7 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--no-progress", action="store_true")
     predict.add_argument("--device", default="auto", choices=DEVICES)
     predict.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
-    predict.add_argument("--backend", choices=BACKENDS, default="torch", help="inference engine")
+    predict.add_argument(
+        "--backend", choices=BACKENDS, default="auto", help="auto: ONNX Runtime if installed"
+    )
     predict.set_defaults(handler=_command_predict)
 
     serve = commands.add_parser("serve", help="web service + page (photo upload, webcam)")
@@ -426,7 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pixels", type=int, default=4096 * 4096, help="larger images are downscaled"
     )
     serve.add_argument("--device", default="auto", choices=DEVICES)
-    serve.add_argument("--backend", choices=BACKENDS, default="torch", help="inference engine")
+    serve.add_argument(
+        "--backend", choices=BACKENDS, default="auto", help="auto: ONNX Runtime if installed"
+    )
     serve.set_defaults(handler=_command_serve)
     return parser
 
