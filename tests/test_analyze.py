@@ -118,3 +118,16 @@ def test_bad_every_is_refused(run_dir, photos):
 
 def test_annotate_keeps_the_image_size():
     assert annotate(np.zeros((40, 30, 3), np.uint8), []).shape == (40, 30, 3)
+
+
+def test_bundled_model_finds_the_smiling_astronaut_happy(tmp_path, monkeypatch):
+    from ferkit.pretrained import available_bundled_models
+
+    if "default" not in available_bundled_models():
+        pytest.skip("this build ships no default model")
+    monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))
+    Image.fromarray(skimage_data.astronaut()).save(tmp_path / "astronaut.png")
+    results, errors = analyze([tmp_path / "astronaut.png"], progress=False)  # model: default
+    assert errors == []
+    (face,) = results[0].faces
+    assert face.label == "Happy" and face.score > 0.8

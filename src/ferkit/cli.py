@@ -297,6 +297,11 @@ def _command_export(arguments) -> int:
     from ferkit.export import export_onnx
 
     result = export_onnx(arguments.model, arguments.out, opset=arguments.opset, tta=arguments.tta)
+    print(
+        f"parity: max |PyTorch - ONNX Runtime| probability difference "
+        f"{result['max_abs_difference']:.2e} on {result['parity_faces']} faces "
+        f"(limit {result['tolerance']:.0e})"
+    )
     print(f"wrote {result['path']} (opset {result['opset']}, classes {result['class_names']})")
     return 0
 

@@ -141,8 +141,6 @@ def export_predictor(
     )
     actual = session.run(None, {"faces": faces[:, None].astype(np.float32)})[0]
     difference = float(np.abs(actual - expected).max())
-    print(f"parity: max |PyTorch - ONNX Runtime| probability difference {difference:.2e} "
-          f"on {check_batch} faces (limit {tolerance:.0e})")  # fmt: skip
     if not difference <= tolerance:
         raise FerkitError(
             f"{model}: ONNX parity check failed: max probability difference {difference:.2e} "
@@ -153,6 +151,8 @@ def export_predictor(
         "path": str(path),
         "opset": opset,
         "max_abs_difference": difference,
+        "parity_faces": check_batch,
+        "tolerance": tolerance,
         "class_names": list(predictor.class_names),
     }
 

@@ -632,12 +632,16 @@ def fit(
                 _write_history(run_dir, history)
             log(_summary_line(row, config.total_epochs, improved))
     except KeyboardInterrupt:
+        # Only epochs whose checkpoint was saved count (Ctrl-C may land while saving one).
+        saved = find_last(run_dir) if distributed.is_main else None
+        completed = read_json(saved / "state.json")["epoch"] if saved else 0
+        history = history[:completed]
         if distributed.is_main:
             _write_history(run_dir, history)
             if history:
                 plot_history(history, run_dir / "history.png", _drop_epochs(config))
         raise TrainingInterrupted(
-            f"interrupted during epoch {epoch + 1}; {run_dir} holds epoch {len(history)} "
+            f"interrupted during epoch {epoch + 1}; {run_dir} holds epoch {completed} "
             f"(continue with: ferkit train {config.data} --out {run_dir} --resume)"
         ) from None
 
