@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from ferkit.models import register_model
+from ferkit.models.layers import init_convolutions, pooled_classifier
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -44,15 +45,8 @@ class VGG(nn.Module):
                 previous = width
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(previous, num_classes),
-        )
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        self.classifier = pooled_classifier(previous, num_classes, dropout)
+        init_convolutions(self)
 
     def forward(self, images):
         """Logits (N, num_classes) for normalised faces (N, in_channels, H, W)."""
