@@ -5,6 +5,15 @@ from __future__ import annotations
 from torch import nn
 
 
+def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 convolution (no bias: batch norm follows), batch norm, ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
 def pooled_classifier(features: int, num_classes: int, dropout: float) -> nn.Sequential:
     """Global average pooling, dropout and a linear layer: the head of vgg, resnet and mobile."""
     return nn.Sequential(

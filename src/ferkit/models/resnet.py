@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from ferkit.models import register_model
-from ferkit.models.layers import init_convolutions, pooled_classifier
+from ferkit.models.layers import conv_bn_relu, init_convolutions, pooled_classifier
 
 
 class BasicBlock(nn.Module):
@@ -57,11 +57,7 @@ class ResNet(nn.Module):
         super().__init__()
         if len(widths) != len(depths):
             raise ValueError("widths and depths must have the same length")
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, stem_width, 3, padding=1, bias=False),
-            nn.BatchNorm2d(stem_width),
-            nn.ReLU(inplace=True),
-        )
+        self.stem = conv_bn_relu(in_channels, stem_width)
         stages, previous = [], stem_width
         for index, (width, depth) in enumerate(zip(widths, depths)):
             for block in range(depth):

@@ -12,16 +12,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from ferkit.models import register_model
-from ferkit.models.layers import init_convolutions, pooled_classifier
-
-
-def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
-    """3x3 convolution (no bias: batch norm follows), batch norm, ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+from ferkit.models.layers import conv_bn_relu, init_convolutions, pooled_classifier
 
 
 class VGG(nn.Module):
