@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import cv2
 import numpy as np
 import pytest
 
+from ferkit import detection
 from ferkit.detection import (
+    YUNET_FILE_NAME,
     FaceBox,
     HaarDetector,
     WholeImageDetector,
     create_detector,
     crop_face,
+    yunet_model_path,
 )
 from ferkit.errors import FerkitError
 
@@ -100,3 +105,98 @@ def test_detector_choices_and_yunet_without_its_file(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"not onnx")
     with pytest.raises(FerkitError, match="not a YuNet ONNX model"):
         create_detector("yunet", tmp_path / "bad.onnx")
+
+
+@pytest.fixture
+def zoo(tmp_path, monkeypatch):
+    """A stand-in for OpenCV zoo's YuNet file behind a file:// URL, and an empty user cache.
+
+    The download code is the real one; only the URL and the pinned hash point at the stand-in,
+    so no test touches the network.
+    """
+    source = tmp_path / "zoo" / YUNET_FILE_NAME
+    source.parent.mkdir()
+    source.write_bytes(b"stand-in for the YuNet ONNX model " * 100)
+    monkeypatch.setattr(detection, "YUNET_URL", source.as_uri())
+    monkeypatch.setattr(detection, "YUNET_SHA256", hashlib.sha256(source.read_bytes()).hexdigest())
+    monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("FERKIT_ALLOW_DOWNLOAD", raising=False)
+    return source
+
+
+def _cached_files(tmp_path) -> list[str]:
+    folder = tmp_path / "cache" / "models"
+    return sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_yunet_model_is_downloaded_once_into_the_cache(zoo, tmp_path):
+    path = yunet_model_path(allow_download=True)
+    assert path == tmp_path / "cache" / "models" / YUNET_FILE_NAME
+    assert path.read_bytes() == zoo.read_bytes()
+    assert _cached_files(tmp_path) == [YUNET_FILE_NAME]  # no temporary file left behind
+    zoo.unlink()  # a second download would now fail: the cached, checked file is used
+    assert yunet_model_path() == path
+    assert yunet_model_path(allow_download=True) == path
+
+
+def test_the_environment_variable_allows_the_download(zoo, tmp_path, monkeypatch):
+    monkeypatch.setenv("FERKIT_ALLOW_DOWNLOAD", "1")
+    assert yunet_model_path().read_bytes() == zoo.read_bytes()
+
+
+def test_a_download_with_the_wrong_hash_is_not_kept(zoo, tmp_path, monkeypatch):
+    actual = detection.YUNET_SHA256
+    monkeypatch.setattr(detection, "YUNET_SHA256", "0" * 64)
+    with pytest.raises(FerkitError) as caught:
+        yunet_model_path(allow_download=True)
+    message = str(caught.value)
+    assert actual in message and "0" * 64 in message and zoo.as_uri() in message
+    assert _cached_files(tmp_path) == []
+
+
+def test_without_permission_nothing_is_downloaded(zoo, tmp_path, monkeypatch):
+    def no_network(*arguments, **keywords):
+        raise AssertionError("downloaded without permission")
+
+    monkeypatch.setattr(detection.urllib.request, "urlopen", no_network)
+    with pytest.raises(FerkitError) as caught:
+        create_detector("yunet")
+    message = str(caught.value)
+    hints = ("--download-detector", "FERKIT_ALLOW_DOWNLOAD=1", "--detector-model", zoo.as_uri())
+    for hint in (*hints, str(tmp_path / "cache" / "models" / YUNET_FILE_NAME)):
+        assert hint in message
+    assert _cached_files(tmp_path) == []
+
+
+def test_an_unreachable_url_gives_a_clear_error(zoo, tmp_path, monkeypatch):
+    missing = (tmp_path / "nowhere" / YUNET_FILE_NAME).as_uri()
+    monkeypatch.setattr(detection, "YUNET_URL", missing)
+    with pytest.raises(FerkitError, match="could not download") as caught:
+        yunet_model_path(allow_download=True)
+    assert missing in str(caught.value) and "--detector-model" in str(caught.value)
+    assert _cached_files(tmp_path) == []
+
+
+def test_a_damaged_cached_file_is_refused_or_downloaded_again(zoo, tmp_path):
+    cached = tmp_path / "cache" / "models" / YUNET_FILE_NAME
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"truncated")
+    with pytest.raises(FerkitError, match=f"expected {detection.YUNET_SHA256}.*damaged"):
+        yunet_model_path()
+    assert yunet_model_path(allow_download=True).read_bytes() == zoo.read_bytes()
+
+
+def test_create_detector_passes_the_permission_on(zoo, tmp_path):
+    # The stand-in is no ONNX model: getting as far as OpenCV's loader shows it was downloaded.
+    with pytest.raises(FerkitError, match=f"{YUNET_FILE_NAME}: not a YuNet ONNX model"):
+        create_detector("yunet", allow_download=True)
+    assert _cached_files(tmp_path) == [YUNET_FILE_NAME]
+
+
+@pytest.mark.parametrize("command", [["predict", "photo.jpg"], ["serve"]])
+def test_download_detector_flag(command):
+    from ferkit.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args([*command, "--detector", "yunet"]).download_detector is False
+    assert parser.parse_args([*command, "--download-detector"]).download_detector is True

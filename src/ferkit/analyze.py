@@ -158,14 +158,18 @@ class Analyzer:
         tta: str | None = None,
         batch_size: int = 256,
         backend: str = INFERENCE_BACKEND,
+        allow_download: bool = False,
     ):
         from ferkit.inference import Predictor
 
         self.predictor = Predictor.from_run(model, device=device, tta=tta, backend=backend)
-        self.detector_name, self.detector_model = detector, detector_model
         # OpenCV detectors are not documented as thread-safe: each thread gets its own.
         self._local = threading.local()
-        self._local.detector = create_detector(detector, detector_model)
+        self._local.detector = create_detector(detector, detector_model, allow_download)
+        # Threads' detectors reuse the file this one resolved (yunet: checked or downloaded
+        # once), so they never download or re-hash it.
+        self.detector_name = detector
+        self.detector_model = getattr(self._local.detector, "model_path", detector_model)
         # A face crop given with --detector none is used as it is.
         self.margin = 0.0 if detector == "none" else margin
         self.batch_size = batch_size
@@ -306,6 +310,7 @@ def analyze(
     batch_size: int = 256,
     progress: bool = True,
     backend: str = INFERENCE_BACKEND,
+    allow_download: bool = False,
 ) -> tuple[list[MediaResult], list[str]]:
     """Analyse images, folders, globs and videos; ``ferkit predict``'s Python twin.
 
@@ -325,7 +330,9 @@ def analyze(
     if every < 1:
         raise FerkitError(f"--every {every}: must be at least 1")
     files, errors = expand_inputs(inputs)
-    analyzer = Analyzer(model, detector, detector_model, margin, device, tta, batch_size, backend)
+    analyzer = Analyzer(
+        model, detector, detector_model, margin, device, tta, batch_size, backend, allow_download
+    )
     save_dir = Path(save) if save is not None else None
     saved_names: set[str] = set()
 

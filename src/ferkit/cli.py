@@ -19,6 +19,15 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_download_detector_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--download-detector",
+        action="store_true",
+        help="--detector yunet without --detector-model: download OpenCV zoo's YuNet model "
+        "once into the user cache, SHA-256 checked (FERKIT_ALLOW_DOWNLOAD=1 does the same)",
+    )
+
+
 def _add_training_options(parser: argparse.ArgumentParser, cross_validation: bool = False) -> None:
     from ferkit.training.config import (
         DEVICES,
@@ -255,6 +264,7 @@ def _command_predict(arguments) -> int:
         batch_size=arguments.batch_size,
         progress=not arguments.no_progress,
         backend=arguments.backend,
+        allow_download=arguments.download_detector,
     )
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
@@ -320,6 +330,7 @@ def _command_serve(arguments) -> int:
             max_pixels=arguments.max_pixels,
             device=arguments.device,
             backend=arguments.backend,
+            allow_download=arguments.download_detector,
         )
     )
     return 0
@@ -407,7 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="haar",
         help="face detector; 'none' when the images already are face crops (default: haar)",
     )
-    predict.add_argument("--detector-model", help="model file for --detector yunet")
+    predict.add_argument(
+        "--detector-model",
+        help="model file for --detector yunet (default: OpenCV zoo's, from the user cache)",
+    )
+    _add_download_detector_option(predict)
     predict.add_argument("--margin", type=float, default=0.2, help="crop margin around a box")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.add_argument("--csv", help="also write one CSV row per face to this file")
@@ -425,7 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="web service + page (photo upload, webcam)")
     serve.add_argument("--model", default="default", help="model to serve (default: default)")
     serve.add_argument("--detector", choices=DETECTORS, default="haar")
-    serve.add_argument("--detector-model", help="model file for --detector yunet")
+    serve.add_argument(
+        "--detector-model",
+        help="model file for --detector yunet (default: OpenCV zoo's, from the user cache)",
+    )
+    _add_download_detector_option(serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-upload-mb", type=float, default=10.0, help="larger uploads: 413")

@@ -4,7 +4,9 @@ One interface, several detectors (``create_detector(name)``):
 
 - ``haar``: OpenCV's frontal-face Haar cascade, shipped inside ``opencv-python-headless`` 4.x;
   offline, fast, the default;
-- ``yunet``: OpenCV's ``FaceDetectorYN`` with a YuNet ONNX file the user provides;
+- ``yunet``: OpenCV's ``FaceDetectorYN`` with a YuNet ONNX file: the user's, or OpenCV zoo's
+  ``face_detection_yunet_2023mar.onnx`` from the user cache, downloaded there once (SHA-256
+  checked) only when the user allows it;
 - ``none``: the whole image is one face (already-cropped faces, FER2013-style).
 
 Large images are downscaled for detection and boxes are mapped back to the original pixels.
@@ -12,7 +14,10 @@ Large images are downscaled for detection and boxes are mapped back to the origi
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import os
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +29,22 @@ from ferkit.preprocessing import FACE_SIZE, to_face_array
 DETECTORS = ("haar", "yunet", "none")
 #: Images whose longer side exceeds this are downscaled before detection (pixels).
 DEFAULT_MAX_SIDE = 1280
+
+#: OpenCV zoo's YuNet model, used when ``--detector yunet`` comes without ``--detector-model``.
+YUNET_FILE_NAME = "face_detection_yunet_2023mar.onnx"
+YUNET_URL = (
+    "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/" + YUNET_FILE_NAME
+)
+# Pinned because the URL follows a branch: a changed or damaged file must never be loaded.
+# Provenance: not computed from the file here (the build machines cannot reach GitHub); it is
+# the digest (of a 232,589-byte file) that many unrelated projects pin for this exact file,
+# among them four PyPI packages (alchemyface 1.2.0, detekface 0.1.0, moca-face-matcher 0.2.2,
+# unicorner-face-detector 0.1.0), some fetching it from OpenCV's Hugging Face mirror instead.
+YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+#: Environment variable that, set to ``1``, allows the one-time YuNet download.
+ALLOW_DOWNLOAD_VARIABLE = "FERKIT_ALLOW_DOWNLOAD"
+#: Seconds without an answer before the download gives up.
+DOWNLOAD_TIMEOUT = 60
 
 
 @dataclass(frozen=True)
@@ -117,24 +138,128 @@ class HaarDetector:
         return sorted(faces, key=lambda face: face.width * face.height, reverse=True)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _how_to_get_yunet(target: Path) -> str:
+    return (
+        f"download {YUNET_URL} yourself and put it at {target}, or pass any YuNet ONNX file "
+        "with --detector-model PATH"
+    )
+
+
+def download_allowed(allow_download: bool = False) -> bool:
+    """Whether the YuNet model may be downloaded: asked for, or ``$FERKIT_ALLOW_DOWNLOAD=1``.
+
+    Example:
+        >>> download_allowed(True)
+        True
+    """
+    return allow_download or os.environ.get(ALLOW_DOWNLOAD_VARIABLE) == "1"
+
+
+def _download_yunet(target: Path) -> Path:
+    """Stream :data:`YUNET_URL` to a temporary file beside ``target``, check it, rename it."""
+    from ferkit.io import atomic_write
+
+    def write(temporary: str) -> None:
+        digest = hashlib.sha256()
+        try:
+            with (
+                urllib.request.urlopen(YUNET_URL, timeout=DOWNLOAD_TIMEOUT) as response,
+                open(temporary, "wb") as handle,
+            ):
+                while block := response.read(1 << 16):
+                    digest.update(block)
+                    handle.write(block)
+        except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
+            raise FerkitError(
+                f"could not download the YuNet face detector from {YUNET_URL} ({error}); "
+                + _how_to_get_yunet(target)
+            ) from error
+        if digest.hexdigest() != YUNET_SHA256:
+            # atomic_write deletes the temporary file: nothing unchecked stays in the cache.
+            raise FerkitError(
+                f"{YUNET_URL}: downloaded file has SHA-256 {digest.hexdigest()}, expected "
+                f"{YUNET_SHA256}; it was not kept. Try again later, or " + _how_to_get_yunet(target)
+            )
+
+    try:
+        return atomic_write(target, write)
+    except OSError as error:  # the cache folder cannot be created or written
+        raise FerkitError(
+            f"could not save the YuNet face detector in {target.parent} ({error}); "
+            + _how_to_get_yunet(target)
+        ) from error
+
+
+def yunet_model_path(allow_download: bool = False) -> Path:
+    """OpenCV zoo's YuNet model in the user cache, downloaded there first if allowed.
+
+    The file lives at ``<cache>/models/face_detection_yunet_2023mar.onnx`` (``<cache>`` is
+    ``$FERKIT_CACHE_DIR``, else ``~/.cache/ferkit``) and is checked against
+    :data:`YUNET_SHA256` before every use, so a damaged or replaced file is never loaded.
+
+    Args:
+        allow_download: fetch the file from :data:`YUNET_URL` when it is missing or damaged
+            (``$FERKIT_ALLOW_DOWNLOAD=1`` allows it too).
+
+    Raises:
+        FerkitError: the file is missing or damaged and may not be downloaded, the download
+            failed, or the downloaded file does not have the pinned SHA-256.
+    """
+    from ferkit.data.cache import default_cache_dir
+
+    target = default_cache_dir() / "models" / YUNET_FILE_NAME
+    problem = f"{target} not found"
+    if target.is_file():
+        actual = _sha256(target)
+        if actual == YUNET_SHA256:
+            return target
+        problem = f"{target} has SHA-256 {actual}, expected {YUNET_SHA256} (damaged or replaced)"
+    if download_allowed(allow_download):
+        return _download_yunet(target)
+    raise FerkitError(
+        f"detector 'yunet' needs the YuNet model {YUNET_FILE_NAME}: {problem}. Allow a "
+        f"one-time download into the cache with --download-detector (or "
+        f"{ALLOW_DOWNLOAD_VARIABLE}=1), or " + _how_to_get_yunet(target)
+    )
+
+
 class YuNetDetector:
-    """OpenCV's ``FaceDetectorYN`` (YuNet, a small CNN detector) from a local ONNX file."""
+    """OpenCV's ``FaceDetectorYN`` (YuNet, a small CNN detector) from an ONNX file.
+
+    Args:
+        model_path: the user's YuNet ONNX file (any YuNet version; not hash-checked), or None
+            for OpenCV zoo's model from the user cache (see :func:`yunet_model_path`).
+        score_threshold: faces scoring lower are dropped (0-1).
+        max_side: larger images are downscaled for detection.
+        allow_download: with no ``model_path``, download the zoo model if it is not cached.
+    """
 
     name = "yunet"
 
     def __init__(
         self,
-        model_path: str | os.PathLike | None,
+        model_path: str | os.PathLike | None = None,
         score_threshold: float = 0.6,
         max_side: int = DEFAULT_MAX_SIDE,
+        allow_download: bool = False,
     ):
         import cv2
 
-        if not model_path or not Path(model_path).is_file():
+        if model_path is None or str(model_path) == "":
+            model_path = yunet_model_path(allow_download)
+        elif not Path(model_path).is_file():
             raise FerkitError(
                 f"detector 'yunet' needs its model file (--detector-model PATH); "
-                f"{model_path or 'none given'} not found. Get face_detection_yunet_2023mar.onnx "
-                "from the OpenCV model zoo (opencv/opencv_zoo, models/face_detection_yunet)"
+                f"{model_path} not found. Get {YUNET_FILE_NAME} from the OpenCV model zoo "
+                f"(opencv/opencv_zoo, models/face_detection_yunet: {YUNET_URL})"
             )
         try:
             self.detector = cv2.FaceDetectorYN.create(
@@ -142,6 +267,7 @@ class YuNetDetector:
             )
         except cv2.error as error:
             raise FerkitError(f"{model_path}: not a YuNet ONNX model ({error})") from error
+        self.model_path = Path(model_path)
         self.max_side = max_side
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
@@ -179,8 +305,17 @@ class WholeImageDetector:
         return [FaceBox(0, 0, width, height, 1.0)]
 
 
-def create_detector(name: str = "haar", model_path: str | os.PathLike | None = None):
+def create_detector(
+    name: str = "haar",
+    model_path: str | os.PathLike | None = None,
+    allow_download: bool = False,
+):
     """Build a detector by name (``haar``, ``yunet``, ``none``).
+
+    Args:
+        name: which detector.
+        model_path: ``yunet``'s ONNX file; None for OpenCV zoo's model from the user cache.
+        allow_download: ``yunet`` without ``model_path`` may download the zoo model once.
 
     Example:
         >>> create_detector("none").name
@@ -189,7 +324,7 @@ def create_detector(name: str = "haar", model_path: str | os.PathLike | None = N
     if name == "haar":
         return HaarDetector()
     if name == "yunet":
-        return YuNetDetector(model_path)
+        return YuNetDetector(model_path, allow_download=allow_download)
     if name == "none":
         return WholeImageDetector()
     raise FerkitError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}")

@@ -28,6 +28,7 @@ class ServeConfig:
     model: str = "default"  # run folder, checkpoint, ensemble or bundled model name
     detector: str = "haar"  # face detector: haar | yunet | none
     detector_model: str | None = None  # model file for the yunet detector
+    allow_download: bool = False  # yunet without detector_model: may fetch the zoo model once
     host: str = "127.0.0.1"  # interface to listen on
     port: int = 8000  # TCP port
     max_upload_mb: float = 10.0  # larger uploads get 413
@@ -139,7 +140,7 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
     config = config or ServeConfig()
     analyzer = analyzer or Analyzer(
         config.model, config.detector, config.detector_model, device=config.device,
-        backend=config.backend,
+        backend=config.backend, allow_download=config.allow_download,
     )  # fmt: skip
     card = analyzer.predictor.card
     model_info = {
