@@ -3,10 +3,10 @@
 Usage:
     .venv/bin/python benchmarks/inference.py [--model default] [--model RUN ...] [--repeats 20]
 
-For each model: PyTorch (fp32, as Predictor runs it) and ONNX Runtime (when installed; the
-model is exported with ``ferkit.export``, parity-checked), then the end-to-end latency of
-``ferkit predict``'s pipeline (Haar detection + crop + classification) on a 640x480 photo with
-one face (scikit-image's astronaut, pasted on a gray canvas).
+For each model: PyTorch (fp32 as Predictor runs it, and ``--backend bf16``), ONNX Runtime
+(when installed; the model is exported with ``ferkit.export``, parity-checked), then the
+end-to-end latency of ``ferkit predict``'s pipeline (Haar detection + crop + classification)
+on a 640x480 photo with one face (scikit-image's astronaut, pasted on a gray canvas).
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ def main() -> None:
             f"parameters, {cost['mflops']:.1f} MFLOPs/face, TTA {tta}"
         )
         time_backend("PyTorch", predictor.predict_proba, faces, arguments.repeats)
+        fast = Predictor.from_run(model, device="cpu", backend="bf16")
+        time_backend("PyTorch bf16", fast.predict_proba, faces, arguments.repeats)
         try:
             from ferkit.export import OnnxPredictor, export_onnx
 
@@ -82,10 +84,19 @@ def main() -> None:
                 time_backend("ONNX Runtime", onnx.predict_proba, faces, arguments.repeats)
         except ImportError:
             print("  ONNX Runtime  not installed")
-        analyzer = Analyzer(model, detector="haar", device="cpu")
-        latency = timed(lambda analyzer=analyzer: analyzer.analyze_image(photo), arguments.repeats)
-        found = len(analyzer.analyze_image(photo).faces)
-        print(f"  photo 640x480, {found} face(s), haar + classify: {latency * 1000:.1f} ms")
+        for backend in ("auto", "bf16"):
+            analyzer = Analyzer(model, detector="haar", device="cpu", backend=backend)
+            latency = timed(
+                lambda analyzer=analyzer: analyzer.analyze_image(photo), arguments.repeats
+            )
+            found = len(analyzer.analyze_image(photo).faces)
+            print(
+                f"  photo 640x480, {found} face(s), haar + classify "
+                f"({analyzer.predictor.backend}): {latency * 1000:.1f} ms"
+            )
+        detector = analyzer.detector
+        detection = timed(lambda detector=detector: detector.detect(photo), arguments.repeats)
+        print(f"  of which Haar detection alone: {detection * 1000:.1f} ms")
 
 
 if __name__ == "__main__":

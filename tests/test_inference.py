@@ -88,3 +88,18 @@ def test_onnx_runtime_backend_gives_the_same_probabilities(run_dir, tmp_path, mo
     assert list((tmp_path / "cache" / "onnx").glob("*.onnx")) == cached
     with pytest.raises(FerkitError, match="unknown backend"):
         Predictor.from_run(run_dir, backend="tensorrt")
+
+
+def test_bf16_backend_runs_in_bfloat16_and_agrees_with_fp32(tmp_path):
+    from ferkit.data.synth import generate_faces
+
+    faces, _ = generate_faces(64, seed=5)
+    reference = Predictor.from_run("default", device="cpu", backend="torch")
+    fast = Predictor.from_run("default", device="cpu", backend="bf16")
+    assert fast.backend == "bf16"
+    expected, actual = reference.predict_proba(faces), fast.predict_proba(faces)
+    difference = np.abs(actual - expected).max()
+    # bfloat16 keeps 8 bits of mantissa: the probabilities move a little, never a lot.
+    assert 0 < difference < 0.05
+    np.testing.assert_allclose(actual.sum(axis=1), 1.0, atol=1e-5)
+    assert (actual.argmax(axis=1) == expected.argmax(axis=1)).mean() >= 0.9

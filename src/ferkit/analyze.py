@@ -23,7 +23,7 @@ from ferkit.errors import FerkitError
 from ferkit.io import atomic_write, write_text
 from ferkit.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
 
-#: Inference engine for predict and serve: torch | onnx | auto (see Predictor.from_run).
+#: Inference engine for predict and serve: torch | onnx | auto | bf16 (see Predictor.from_run).
 INFERENCE_BACKEND = "auto"
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")

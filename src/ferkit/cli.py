@@ -240,6 +240,7 @@ def _command_evaluate(arguments) -> int:
         skip_bad_rows=arguments.skip_bad_rows,
         device=arguments.device,
         tta=arguments.tta,
+        backend=arguments.backend,
     )
     if metrics["skipped"]:
         print(describe_skipped(metrics["skipped"]) + " (all listed in metrics.json)")
@@ -342,7 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     from ferkit.training.config import TTAS as TTA_CHOICES
 
     DETECTORS = ("haar", "yunet", "none")  # = ferkit.detection.DETECTORS (no cv2 import here)
-    BACKENDS = ("torch", "onnx", "auto")  # = ferkit.inference.BACKENDS (no torch import here)
+    BACKENDS = (
+        "torch",
+        "onnx",
+        "auto",
+        "bf16",
+    )  # = ferkit.inference.BACKENDS (no torch import here)
 
     parser = argparse.ArgumentParser(
         prog="ferkit",
@@ -388,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="output folder (default: the model's folder)")
     evaluate.add_argument("--device", default="auto", choices=DEVICES)
     evaluate.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
+    evaluate.add_argument(
+        "--backend", choices=BACKENDS, default="torch", help="bf16: PyTorch bfloat16 (faster)"
+    )
     evaluate.set_defaults(handler=_command_evaluate)
 
     ensemble = commands.add_parser("ensemble", help="average several trained models")
@@ -433,7 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto", choices=DEVICES)
     predict.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
     predict.add_argument(
-        "--backend", choices=BACKENDS, default="auto", help="auto: ONNX Runtime if installed"
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto: ONNX Runtime if installed; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
     )
     predict.set_defaults(handler=_command_predict)
 
@@ -453,7 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--device", default="auto", choices=DEVICES)
     serve.add_argument(
-        "--backend", choices=BACKENDS, default="auto", help="auto: ONNX Runtime if installed"
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto: ONNX Runtime if installed; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
     )
     serve.set_defaults(handler=_command_serve)
     return parser

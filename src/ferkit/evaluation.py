@@ -114,6 +114,7 @@ def evaluate_dataset(
     batch_size: int = 512,
     device: str = "auto",
     tta: str | None = None,
+    backend: str = "torch",
 ) -> dict:
     """Evaluate a trained model on labelled data; writes ``metrics.json`` and confusion plots.
 
@@ -126,6 +127,8 @@ def evaluate_dataset(
         batch_size: faces per forward pass.
         device: auto | cpu | cuda | mps.
         tta: test-time augmentation (none | flip | shift); None uses the model card's.
+        backend: inference engine (see :class:`ferkit.inference.Predictor.from_run`); the
+            default, PyTorch fp32, gives the reference numbers.
 
     Returns:
         The metrics dict (also written to ``OUT/metrics.json``).
@@ -140,7 +143,7 @@ def evaluate_dataset(
     from ferkit.io import write_json
     from ferkit.plots import plot_confusion_matrix
 
-    predictor = Predictor.from_run(model, device=device, tta=tta)
+    predictor = Predictor.from_run(model, device=device, tta=tta, backend=backend)
     dataset = load_fer2013(data, skip_bad_rows=skip_bad_rows)
     skipped = list(dataset.skipped)
     if split is not None:
@@ -160,6 +163,7 @@ def evaluate_dataset(
     metrics["split"] = split or "all"
     metrics["model"] = str(model)
     metrics["tta"] = tta if tta is not None else predictor.card.get("tta", "none")
+    metrics["backend"] = predictor.backend
     out_dir = Path(out) if out is not None else predictor.location_folder
     write_json(out_dir / "metrics.json", metrics)
     plot_confusion_matrix(

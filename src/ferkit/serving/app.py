@@ -34,7 +34,9 @@ class ServeConfig:
     max_upload_mb: float = 10.0  # larger uploads get 413
     max_pixels: int = 4096 * 4096  # larger images are downscaled before analysis
     device: str = "auto"  # auto | cpu | cuda | mps
-    backend: str = "auto"  # inference engine: torch | onnx | auto (ONNX Runtime when installed)
+    backend: str = (
+        "auto"  # inference engine: torch | onnx | bf16 | auto (ONNX Runtime if installed)
+    )
 
 
 class BadImage(Exception):
