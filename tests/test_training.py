@@ -462,3 +462,103 @@ def test_fp16_needs_cuda(tmp_path, tiny_split):
         pytest.skip("this machine has CUDA")
     with pytest.raises(FerkitError, match="fp16' needs a CUDA device"):
         fit(tiny_config(tmp_path, precision="fp16"), *tiny_split, log=print)
+
+
+# --- fp16 gradient scaler in the last/ bundle -----------------------------------------------
+
+
+def stepped_scaler(steps: int, overflow_at: int | None = None) -> torch.amp.GradScaler:
+    """A CPU GradScaler after ``steps`` optimizer steps (one of them overflowing, if asked)."""
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1000)
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for step in range(steps):
+        optimizer.zero_grad()
+        loss = model(torch.ones(1, 2)).sum() * (float("inf") if step == overflow_at else 1.0)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return scaler
+
+
+def test_scaler_state_round_trips_through_the_last_bundle(tmp_path):
+    from ferkit.checkpoint import make_model_card
+    from ferkit.models import create_model
+    from ferkit.training.loop import build_optimizer, find_last, load_scaler, save_last
+
+    scaler = stepped_scaler(5, overflow_at=1)  # backed off once, then 3 good steps
+    assert scaler.state_dict()["scale"] == 512.0
+    assert scaler.state_dict()["_growth_tracker"] == 3
+    model = create_model("seed", **TINY_MODEL)
+    optimizer = build_optimizer(model, TrainConfig())
+    card = make_model_card(model, "abcdefg", {"mean": 0.5, "std": 0.25})
+    save_last(tmp_path, model, optimizer, card, {"epoch": 1}, scaler=scaler)
+    bundle = find_last(tmp_path)
+    assert json.loads((bundle / "scaler.json").read_text()) == scaler.state_dict()
+
+    fresh = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1000)
+    assert load_scaler(fresh, bundle)
+    assert fresh.state_dict() == scaler.state_dict()
+    assert fresh.get_scale() == 512.0  # what scale() multiplies by on the next step
+
+
+def test_bundles_without_a_scaler_state_still_resume(tmp_path):
+    from ferkit.checkpoint import make_model_card
+    from ferkit.models import create_model
+    from ferkit.training.loop import build_optimizer, load_scaler, save_last
+
+    model = create_model("seed", **TINY_MODEL)
+    optimizer = build_optimizer(model, TrainConfig())
+    card = make_model_card(model, "abcdefg", {"mean": 0.5, "std": 0.25})
+    bundle = save_last(tmp_path, model, optimizer, card, {"epoch": 1})  # no scaler (bf16, fp32)
+    assert not (bundle / "scaler.json").exists()
+    fresh = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    assert not load_scaler(fresh, bundle)
+    assert fresh.get_scale() == 1024.0
+    (bundle / "scaler.json").write_text('{"scale": "big"}')
+    with pytest.raises(FerkitError, match="scaler.json: not a readable gradient scaler state"):
+        load_scaler(fresh, bundle)
+
+
+def test_resumed_fp16_run_continues_with_the_saved_loss_scale(tmp_path, tiny_split, monkeypatch):
+    """fp16 needs CUDA; CPU autocast in float16 with a CPU GradScaler runs the same code path."""
+    real_resolve_precision = training_loop.resolve_precision
+
+    def fp16_anywhere(precision, device):
+        return torch.float16 if precision == "fp16" else real_resolve_precision(precision, device)
+
+    monkeypatch.setattr(training_loop, "resolve_precision", fp16_anywhere)
+    train_set, val_set = tiny_split
+    straight = fit(tiny_config(tmp_path / "a", precision="fp16"), train_set, val_set, log=print)
+    scaler_a = json.loads((tmp_path / "a" / "run" / "last" / "scaler.json").read_text())
+
+    real_train_one_epoch = training_loop.train_one_epoch
+    seen_scales = []
+
+    def interrupted(*args, **kwargs):
+        if args[5] == 2:
+            raise KeyboardInterrupt
+        scaler = args[13] if len(args) > 13 else kwargs.get("scaler")
+        seen_scales.append(scaler.state_dict())
+        return real_train_one_epoch(*args, **kwargs)
+
+    config = tiny_config(tmp_path / "b", precision="fp16")
+    monkeypatch.setattr(training_loop, "train_one_epoch", interrupted)
+    with pytest.raises(training_loop.TrainingInterrupted):
+        fit(config, train_set, val_set, log=print)
+    saved = json.loads((tmp_path / "b" / "run" / "last" / "scaler.json").read_text())
+    initial = torch.amp.GradScaler("cpu").state_dict()
+    assert saved != initial  # else the test could not tell a restored scaler from a fresh one
+
+    def recording(*args, **kwargs):
+        scaler = args[13] if len(args) > 13 else kwargs.get("scaler")
+        seen_scales.append(scaler.state_dict())
+        return real_train_one_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training_loop, "train_one_epoch", recording)
+    resumed = fit(dataclasses.replace(config, resume=True), train_set, val_set, log=print)
+    assert seen_scales[-1] == saved  # epoch 3 starts with the scale epoch 2 ended with
+    assert json.loads((tmp_path / "b" / "run" / "last" / "scaler.json").read_text()) == scaler_a
+    for row_a, row_b in zip(straight.history, resumed.history, strict=True):
+        for key in ("train_loss", "val_loss", "val_accuracy"):
+            assert row_a[key] == pytest.approx(row_b[key], rel=1e-6, abs=1e-7), key

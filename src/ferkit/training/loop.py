@@ -315,8 +315,63 @@ RESUMABLE_CHANGES = frozenset(
 LAST = "last"
 
 
-def save_last(run_dir: Path, model, optimizer, card: dict, state: dict, ema_model=None) -> Path:
+SCALER = "scaler.json"
+
+
+def save_scaler(scaler: torch.amp.GradScaler | None, folder: Path) -> bool:
+    """Write fp16's gradient scaler state (scale, growth tracker) as ``folder/scaler.json``.
+
+    The state is a handful of plain numbers, so JSON holds it exactly (no pickle needed).
+
+    Returns:
+        True when a state was written; False without a scaler or with a disabled one.
+
+    Example:
+        >>> import tempfile
+        >>> save_scaler(None, Path(tempfile.mkdtemp()))
+        False
+    """
+    if scaler is None or not scaler.is_enabled():
+        return False
+    write_json(Path(folder) / SCALER, scaler.state_dict())
+    return True
+
+
+def load_scaler(scaler: torch.amp.GradScaler | None, folder: Path) -> bool:
+    """Restore what :func:`save_scaler` wrote into ``scaler``.
+
+    Bundles written before the scaler was saved (or by bf16/fp32 runs) have no
+    ``scaler.json``; the scaler then keeps its initial state.
+
+    Returns:
+        True when a saved state was loaded.
+
+    Raises:
+        FerkitError: when ``scaler.json`` exists but is not a scaler state.
+
+    Example:
+        >>> import tempfile
+        >>> load_scaler(torch.amp.GradScaler("cpu"), Path(tempfile.mkdtemp()))
+        False
+    """
+    path = Path(folder) / SCALER
+    if scaler is None or not scaler.is_enabled() or not path.is_file():
+        return False
+    try:
+        state = read_json(path)
+        scaler.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, RuntimeError, OSError) as error:
+        raise FerkitError(f"{path}: not a readable gradient scaler state ({error})") from error
+    return True
+
+
+def save_last(
+    run_dir: Path, model, optimizer, card: dict, state: dict, ema_model=None, scaler=None
+) -> Path:
     """Save the ``last`` bundle (weights, card, optimizer, training state) as one unit.
+
+    With fp16's ``scaler``, its state goes into the bundle too (``scaler.json``), so a
+    resumed run continues with the loss scale it had learned rather than the initial one.
 
     The bundle is written to ``last.new/`` and swapped in by renaming folders, so a kill at
     any moment leaves a complete bundle behind (``last``, or ``last.new``/``last.old`` mid-swap;
@@ -329,6 +384,7 @@ def save_last(run_dir: Path, model, optimizer, card: dict, state: dict, ema_mode
     save_optimizer(optimizer, staging / "optimizer")
     if ema_model is not None:
         save_checkpoint(ema_model, staging / "ema", card)
+    save_scaler(scaler, staging)
     write_json(staging / "state.json", state)  # written last: marks the bundle complete
     if current.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -529,6 +585,9 @@ def fit(
         weights = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0)
         class_weights = torch.tensor(weights, dtype=torch.float32, device=device)
 
+    # fp16 needs loss scaling so small gradients do not underflow (bf16 and fp32 do not).
+    scaler = torch.amp.GradScaler(device.type) if autocast_dtype == torch.float16 else None
+
     history: list[dict] = []
     best_accuracy, best_epoch, start_epoch = -1.0, 0, 0
     if config.resume:
@@ -551,6 +610,8 @@ def fit(
             ema_model, _ = load_checkpoint(last_bundle / "ema", device=device)
             ema.module.load_state_dict(ema_model.state_dict())
             ema.n_averaged.fill_(state["ema_updates"])
+        if scaler is not None and not load_scaler(scaler, last_bundle):
+            log(f"{last_bundle} holds no fp16 gradient scale; it restarts from the initial one")
         history = state["history"]
         best_accuracy, best_epoch = state["best_val_accuracy"], state["best_epoch"]
         start_epoch = state["epoch"]
@@ -563,7 +624,6 @@ def fit(
         trained = torch.nn.parallel.DistributedDataParallel(
             trained, device_ids=[device.index] if device.type == "cuda" else None
         )
-    scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
 
     card_base = {
         "parameters": count_parameters(model),
@@ -628,7 +688,9 @@ def fit(
             if ema is not None:
                 state["ema_updates"] = int(ema.n_averaged.item())
             if distributed.is_main:
-                save_last(run_dir, model, optimizer, card, state, ema.module if ema else None)
+                save_last(
+                    run_dir, model, optimizer, card, state, ema.module if ema else None, scaler
+                )
                 _write_history(run_dir, history)
             log(_summary_line(row, config.total_epochs, improved))
     except KeyboardInterrupt:
