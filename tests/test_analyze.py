@@ -120,14 +120,36 @@ def test_annotate_keeps_the_image_size():
     assert annotate(np.zeros((40, 30, 3), np.uint8), []).shape == (40, 30, 3)
 
 
-def test_bundled_model_finds_the_smiling_astronaut_happy(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["default", "small"])
+def test_bundled_models_find_the_smiling_astronaut_happy(tmp_path, monkeypatch, name):
     from ferkit.pretrained import available_bundled_models
 
-    if "default" not in available_bundled_models():
-        pytest.skip("this build ships no default model")
+    if name not in available_bundled_models():
+        pytest.skip(f"this build ships no {name} model")
     monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))
     Image.fromarray(skimage_data.astronaut()).save(tmp_path / "astronaut.png")
-    results, errors = analyze([tmp_path / "astronaut.png"], progress=False)  # model: default
+    arguments = {} if name == "default" else {"model": name}  # --model defaults to default
+    results, errors = analyze([tmp_path / "astronaut.png"], progress=False, **arguments)
     assert errors == []
     (face,) = results[0].faces
     assert face.label == "Happy" and face.score > 0.8
+
+
+def test_bundled_small_model_keeps_the_small_budget():
+    from ferkit.inference import Predictor
+    from ferkit.models import model_cost
+    from ferkit.pretrained import available_bundled_models
+
+    if "small" not in available_bundled_models():
+        pytest.skip("this build ships no small model")
+    predictor = Predictor.from_run("small", device="cpu")
+    assert model_cost(predictor.model)["mflops"] <= 25
+    card = predictor.card
+    assert card["class_names"] == list(predictor.class_names) and len(card["class_names"]) == 7
+    # The card documents its cost, recipe and what it scored on PublicTest.
+    assert card["cost"]["mflops"] <= 25
+    assert card["recipe"]["command"].startswith("ferkit train")
+    assert (
+        0.5 < card["evaluation"]["accuracy"] < 1
+        and len(card["evaluation"]["per_class_recall"]) == 7
+    )
