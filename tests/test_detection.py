@@ -98,7 +98,7 @@ def test_crop_face_pads_at_borders_and_uses_the_eval_preprocessing(astronaut):
 
 def test_detector_choices_and_yunet_without_its_file(tmp_path):
     assert WholeImageDetector().detect(np.zeros((30, 40)))[0] == FaceBox(0, 0, 40, 30, 1.0)
-    with pytest.raises(FerkitError, match="unknown detector 'mtcnn'.*haar, yunet, none"):
+    with pytest.raises(FerkitError, match="unknown detector 'mtcnn'.*haar, haar-fast, yunet, none"):
         create_detector("mtcnn")
     with pytest.raises(FerkitError, match="needs its model file.*opencv_zoo"):
         create_detector("yunet", tmp_path / "missing.onnx")
@@ -200,3 +200,16 @@ def test_download_detector_flag(command):
     parser = build_parser()
     assert parser.parse_args([*command, "--detector", "yunet"]).download_detector is False
     assert parser.parse_args([*command, "--download-detector"]).download_detector is True
+
+
+def test_fast_haar_finds_the_astronaut_on_a_photo_sized_canvas(astronaut):
+    from ferkit.detection import create_detector
+
+    fast = create_detector("haar-fast")
+    assert fast.name == "haar-fast" and fast.max_side < HaarDetector().max_side
+    x, y, width, height = ASTRONAUT_FACE
+    canvas = np.full((480, 640, 3), 90, np.uint8)
+    canvas[:, 64:576] = astronaut[16:496]  # the benchmark's 640x480 photo
+    (face,) = fast.detect(canvas)
+    # Detected on a 320-px copy, the box comes back in the photo's pixels.
+    assert intersection_over_union(face, (x + 64, y - 16, width, height)) > 0.6

@@ -342,7 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     from ferkit.training.config import DEVICES
     from ferkit.training.config import TTAS as TTA_CHOICES
 
-    DETECTORS = ("haar", "yunet", "none")  # = ferkit.detection.DETECTORS (no cv2 import here)
+    DETECTORS = (
+        "haar",
+        "haar-fast",
+        "yunet",
+        "none",
+    )  # = ferkit.detection.DETECTORS (no cv2 import here)
     BACKENDS = (
         "torch",
         "onnx",

@@ -170,9 +170,14 @@ class OnnxPredictor:
         path = Path(path)
         if not path.is_file():
             raise FerkitError(f"{path}: no such file")
+        options = onnxruntime.SessionOptions()
+        # ONNX Runtime's worker threads spin after each run by default; in predict/serve the
+        # face detector (OpenCV) runs next on the same cores, and the spinning cost it more
+        # than it saves (docs/benchmarks.md: photo latency).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = onnxruntime.InferenceSession(
-                str(path), providers=["CPUExecutionProvider"]
+                str(path), options, providers=["CPUExecutionProvider"]
             )
         except Exception as error:
             raise FerkitError(f"{path}: not a readable ONNX model ({error})") from error
