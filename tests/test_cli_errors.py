@@ -145,3 +145,18 @@ def test_version_does_not_import_torch(version_run):
     }
     assert "ferkit.cli" in imported
     assert "torch" not in imported
+
+
+def test_cli_choices_match_the_library():
+    """The CLI keeps copies of the detector and backend names (to import fast); keep them equal."""
+    from ferkit.cli import build_parser
+    from ferkit.detection import DETECTORS
+    from ferkit.inference import BACKENDS
+
+    commands = next(
+        action for action in build_parser()._actions if action.dest == "command"
+    ).choices
+    for name in ("predict", "serve"):
+        options = {action.dest: action for action in commands[name]._actions}
+        assert tuple(options["detector"].choices) == DETECTORS
+        assert tuple(options["backend"].choices) == BACKENDS

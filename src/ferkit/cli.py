@@ -342,18 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     from ferkit.training.config import DEVICES
     from ferkit.training.config import TTAS as TTA_CHOICES
 
-    DETECTORS = (
-        "haar",
-        "haar-fast",
-        "yunet",
-        "none",
-    )  # = ferkit.detection.DETECTORS (no cv2 import here)
-    BACKENDS = (
-        "torch",
-        "onnx",
-        "auto",
-        "bf16",
-    )  # = ferkit.inference.BACKENDS (no torch import here)
+    # Copies of ferkit.detection.DETECTORS and ferkit.inference.BACKENDS: importing those
+    # modules would load OpenCV and torch for every command, --help included.
+    DETECTORS = ("haar", "haar-fast", "yunet", "none")
+    BACKENDS = ("torch", "onnx", "auto", "bf16")
 
     parser = argparse.ArgumentParser(
         prog="ferkit",
