@@ -27,21 +27,14 @@ import time
 import cv2
 import numpy as np
 
+from ferkit.detection import intersection_over_union
+
 BACKGROUNDS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "retina", "stereo_motorcycle",
                "coins", "brick", "grass", "gravel", "horse", "page", "text", "clock")  # fmt: skip
 CANVAS = (480, 640)  # photo height, width in pixels
 # The astronaut's face box in skimage.data.astronaut() (x, y, width, height), measured once
 # with the default Haar cascade; pasted together with the surrounding head.
 ASTRONAUT_FACE = (177, 66, 95, 95)
-
-
-def intersection_over_union(first, second) -> float:
-    """IoU of two (x, y, width, height) boxes."""
-    left, top = max(first[0], second[0]), max(first[1], second[1])
-    right = min(first[0] + first[2], second[0] + second[2])
-    bottom = min(first[1] + first[3], second[1] + second[3])
-    inter = max(0, right - left) * max(0, bottom - top)
-    return inter / (first[2] * first[3] + second[2] * second[3] - inter)
 
 
 def background_photos() -> list[np.ndarray]:

@@ -16,6 +16,7 @@ from ferkit.detection import (
     WholeImageDetector,
     create_detector,
     crop_face,
+    intersection_over_union,
     yunet_model_path,
 )
 from ferkit.errors import FerkitError
@@ -24,15 +25,6 @@ skimage_data = pytest.importorskip("skimage.data")
 
 # The astronaut's face, as found by the Haar cascade on the 512x512 photo (x, y, w, h).
 ASTRONAUT_FACE = (177, 66, 95, 95)
-
-
-def intersection_over_union(box: FaceBox, expected) -> float:
-    x, y, width, height = expected
-    left, top = max(box.x, x), max(box.y, y)
-    right = min(box.x + box.width, x + width)
-    bottom = min(box.y + box.height, y + height)
-    overlap = max(0, right - left) * max(0, bottom - top)
-    return overlap / (box.width * box.height + width * height - overlap)
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,24 @@ class FaceBox:
                 "score": self.score}  # fmt: skip
 
 
+def intersection_over_union(first, second) -> float:
+    """Overlap of two boxes (:class:`FaceBox` or ``(x, y, width, height)``): 0 to 1.
+
+    Example:
+        >>> intersection_over_union((0, 0, 10, 10), FaceBox(5, 0, 10, 10, 1.0))
+        0.3333333333333333
+    """
+    boxes = [
+        (box.x, box.y, box.width, box.height) if isinstance(box, FaceBox) else tuple(box)
+        for box in (first, second)
+    ]
+    (x1, y1, w1, h1), (x2, y2, w2, h2) = boxes
+    width = max(0, min(x1 + w1, x2 + w2) - max(x1, x2))
+    height = max(0, min(y1 + h1, y2 + h2) - max(y1, y2))
+    overlap = width * height
+    return overlap / (w1 * h1 + w2 * h2 - overlap)
+
+
 def _gray(image: np.ndarray) -> np.ndarray:
     import cv2
 
@@ -144,11 +162,8 @@ class HaarDetector:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _how_to_get_yunet(target: Path) -> str:
