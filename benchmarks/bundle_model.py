@@ -39,6 +39,9 @@ def main() -> None:
         "--git-commit", help="commit the run was trained with, if the card lacks it"
     )
     parser.add_argument(
+        "--notes", default="", help="where and how it was trained (machine, minutes), for the card"
+    )
+    parser.add_argument(
         "--ttas",
         nargs="+",
         default=["none", "flip"],
@@ -76,6 +79,8 @@ def main() -> None:
     if arguments.git_commit:
         card.setdefault("training", {})["git_commit"] = arguments.git_commit
     card["recipe"] = {"command": arguments.command, "config": card["training"].get("config")}
+    if arguments.notes:
+        card["recipe"]["notes"] = arguments.notes
     shutil.copyfile(stem.with_suffix(".safetensors"), FOLDER / f"{arguments.name}.safetensors")
     write_json(FOLDER / f"{arguments.name}.json", card)
     size = (FOLDER / f"{arguments.name}.safetensors").stat().st_size / 1e6

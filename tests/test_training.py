@@ -440,6 +440,75 @@ def test_distillation_loss_is_zero_for_an_identical_teacher(tiny_split):
     assert stats["loss"] == pytest.approx(0.0, abs=1e-5)
 
 
+def test_offline_teacher_probabilities_average_the_face_and_its_mirror(tiny_split):
+    from ferkit.models import create_model
+    from ferkit.runtime import batched_logits
+    from ferkit.training.loop import offline_teacher_probabilities
+
+    train_set, _ = tiny_split
+    torch.manual_seed(0)
+    teachers = [create_model("seed", **TINY_MODEL).eval() for _ in range(2)]
+    table = offline_teacher_probabilities(teachers, train_set.images, temperature=3.0)
+    expected = torch.stack([
+        torch.softmax(batched_logits(teacher, faces) / 3.0, dim=1)
+        for teacher in teachers
+        for faces in (train_set.images, train_set.images[:, :, ::-1].copy())
+    ]).mean(dim=0)  # fmt: skip
+    assert table.shape == (len(train_set), 7)
+    assert torch.allclose(table, expected, atol=1e-6)
+    assert torch.allclose(table.sum(dim=1), torch.ones(len(train_set)), atol=1e-5)
+    # the mirror view matters: a table of the plain faces alone differs
+    plain = torch.softmax(batched_logits(teachers[0], train_set.images) / 3.0, dim=1)
+    assert not torch.allclose(
+        offline_teacher_probabilities(teachers[:1], train_set.images, 3.0), plain, atol=1e-6
+    )
+
+
+def test_offline_distillation_targets_follow_the_shuffled_faces(tiny_split):
+    """A table holding the student's own softened outputs gives a zero distillation loss only
+    if each batch reads the rows of its own (shuffled) faces."""
+    from ferkit.runtime import batched_logits
+    from ferkit.training.loop import build_optimizer, train_one_epoch
+
+    train_set, _ = tiny_split
+    torch.manual_seed(0)
+    # A linear read-out of the pixels: its outputs differ clearly from face to face.
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48 * 48, 7))
+    with torch.no_grad():
+        student[1].weight.normal_(0.0, 0.2)
+    config = TrainConfig(
+        batch_size=16, progress=False, distill_weight=1.0, augment=False, lr=0.0,
+        distill_temperature=2.0,
+    )  # fmt: skip
+    own = torch.softmax(batched_logits(student, train_set.images) / 2.0, dim=1)
+    arguments = (torch.from_numpy(train_set.images), torch.from_numpy(train_set.labels),
+                 build_optimizer(student, config), config, 0, torch.device("cpu"))  # fmt: skip
+    matched = train_one_epoch(student, *arguments, teacher_probabilities=own)
+    assert matched["loss"] == pytest.approx(0.0, abs=1e-5)
+    shuffled = own[torch.randperm(len(own), generator=torch.Generator().manual_seed(1))]
+    mismatched = train_one_epoch(student, *arguments, teacher_probabilities=shuffled)
+    assert mismatched["loss"] > 1e-3
+
+
+def test_offline_distillation_with_mixup(tmp_path, tiny_split, capsys):
+    train_set, val_set = tiny_split
+    teacher = fit(tiny_config(tmp_path / "teacher", epochs=[1]), train_set, val_set, log=print)
+    config = tiny_config(
+        tmp_path / "student", epochs=[2], teacher=str(teacher.run_dir), distill_mode="offline",
+        mixup=0.4,
+    )  # fmt: skip
+    student = fit(config, train_set, val_set, log=print)
+    assert all(np.isfinite(row["train_loss"]) for row in student.history)
+    assert f"teacher probabilities for {len(train_set)} faces" in capsys.readouterr().out
+    saved = json.loads((student.run_dir / "config.json").read_text())
+    assert saved["distill_mode"] == "offline"
+
+
+def test_unknown_distill_mode_names_the_choices():
+    with pytest.raises(FerkitError, match="distill_mode='later'.*online, offline"):
+        TrainConfig(distill_mode="later").validate()
+
+
 def test_cross_validation_with_parallel_folds_matches_sequential(tmp_path):
     from ferkit.data import save_fer2013_csv
     from ferkit.training.crossval import cross_validate

@@ -31,6 +31,7 @@ def _add_download_detector_option(parser: argparse.ArgumentParser) -> None:
 def _add_training_options(parser: argparse.ArgumentParser, cross_validation: bool = False) -> None:
     from ferkit.training.config import (
         DEVICES,
+        DISTILL_MODES,
         OPTIMIZERS,
         PRECISIONS,
         SCHEDULES,
@@ -87,6 +88,12 @@ def _add_training_options(parser: argparse.ArgumentParser, cross_validation: boo
     parser.add_argument("--teacher", default="", help="distil from this run/ensemble folder")
     parser.add_argument("--distill-weight", type=float, default=defaults.distill_weight)
     parser.add_argument("--distill-temperature", type=float, default=defaults.distill_temperature)
+    parser.add_argument(
+        "--distill-mode",
+        choices=DISTILL_MODES,
+        default=defaults.distill_mode,
+        help="online: teacher on every augmented batch; offline: once per clean training face",
+    )
     parser.add_argument(
         "--random-erasing", type=float, default=defaults.random_erasing, help="probability"
     )
@@ -155,6 +162,7 @@ def _training_config(arguments: argparse.Namespace):
         teacher=arguments.teacher,
         distill_weight=arguments.distill_weight,
         distill_temperature=arguments.distill_temperature,
+        distill_mode=arguments.distill_mode,
         random_erasing=arguments.random_erasing,
         mixup=arguments.mixup,
         cutmix=arguments.cutmix,

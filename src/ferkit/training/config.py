@@ -12,6 +12,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SPLITS = ("stratified", "usage")
 SCHEDULES = ("step", "cosine")
+DISTILL_MODES = ("online", "offline")
 TTAS = ("none", "flip", "shift")  # = ferkit.runtime.TTA_MODES (kept torch-free here)
 
 
@@ -53,6 +54,10 @@ class TrainConfig:
     teacher: str = ""  # knowledge distillation from this run/ensemble folder ("": off)
     distill_weight: float = 0.5  # share of the distillation term in the loss (0-1)
     distill_temperature: float = 2.0  # softmax temperature of teacher and student for distillation
+    # online: the teacher sees every augmented batch (a teacher forward pass per step);
+    # offline: its softened probabilities for each clean training face and its mirror are
+    # computed once at the start, which makes distillation nearly free on a CPU
+    distill_mode: str = "online"
     # --- augmentation (batched, on tensors) ---
     augment: bool = True  # random flip, shift, scale and rotation of training faces
     max_shift: float = 0.1  # largest shift, as a fraction of the face side
@@ -88,6 +93,7 @@ class TrainConfig:
             "split": SPLITS,
             "schedule": SCHEDULES,
             "tta": TTAS,
+            "distill_mode": DISTILL_MODES,
         }
         for name, valid in choices.items():
             value = getattr(self, name)

@@ -114,13 +114,17 @@ def train_one_epoch(
     teachers: list[torch.nn.Module] | None = None,
     distributed: Distributed | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    teacher_probabilities: torch.Tensor | None = None,
 ) -> dict:
     """Train one pass over ``images`` (uint8 N×H×W) in shuffled, augmented batches.
 
     Augmentation (affine, random erasing, MixUp/CutMix) follows ``config``; ``ema``, when
     given, is updated after every optimizer step. With ``teachers`` (eval-mode models fed the
     same augmented batch), the loss mixes in the KL divergence to their averaged softened
-    predictions (knowledge distillation, weight ``config.distill_weight``).
+    predictions (knowledge distillation, weight ``config.distill_weight``). Offline
+    distillation passes ``teacher_probabilities`` instead: one softened distribution per face
+    of ``images`` (see :func:`offline_teacher_probabilities`), mixed along with the labels
+    under MixUp/CutMix.
 
     Returns:
         ``{"loss", "accuracy", "seconds", "images_per_second"}`` over the epoch.
@@ -177,9 +181,15 @@ def train_one_epoch(
             inputs = random_erasing(inputs, generator, config.random_erasing)
         targets = labels[indices]
         loss_targets = targets
+        teacher_batch = None if teacher_probabilities is None else teacher_probabilities[indices]
         if config.mixup or config.cutmix:
             soft = functional.one_hot(targets, num_classes).float()
-            inputs, loss_targets = mix_batch(inputs, soft, generator, config.mixup, config.cutmix)
+            if teacher_batch is not None:  # mix the teacher's targets with the same partners
+                soft = torch.cat([soft, teacher_batch], dim=1)
+            inputs, soft = mix_batch(inputs, soft, generator, config.mixup, config.cutmix)
+            loss_targets = soft[:, :num_classes]
+            if teacher_batch is not None:
+                teacher_batch = soft[:, num_classes:]
         inputs = prepare_batch(inputs, device, config.channels_last)
         targets = targets.to(device, non_blocking=True)
         loss_targets = loss_targets.to(device, non_blocking=True)
@@ -191,16 +201,19 @@ def train_one_epoch(
             weight=class_weights,
             label_smoothing=config.label_smoothing,
         )
-        if teachers:
+        if teachers or teacher_batch is not None:
             temperature = config.distill_temperature
-            with torch.no_grad(), autocast(device, autocast_dtype):
-                teacher_probabilities = torch.stack(
-                    [torch.softmax(teacher(inputs).float() / temperature, dim=1)
-                     for teacher in teachers]
-                ).mean(dim=0)  # fmt: skip
+            if teacher_batch is not None:
+                soft_teacher = teacher_batch.to(device, non_blocking=True)
+            else:
+                with torch.no_grad(), autocast(device, autocast_dtype):
+                    soft_teacher = torch.stack(
+                        [torch.softmax(teacher(inputs).float() / temperature, dim=1)
+                         for teacher in teachers]
+                    ).mean(dim=0)  # fmt: skip
             distillation = functional.kl_div(
                 functional.log_softmax(logits.float() / temperature, dim=1),
-                teacher_probabilities,
+                soft_teacher,
                 reduction="batchmean",
             ) * (temperature**2)  # keeps gradient scale independent of the temperature
             loss = (1.0 - config.distill_weight) * loss + config.distill_weight * distillation
@@ -461,6 +474,43 @@ def load_teachers(location: str, class_names, normalization: dict, device) -> li
     return models
 
 
+def offline_teacher_probabilities(
+    teachers: list[torch.nn.Module],
+    images,
+    temperature: float,
+    normalization: dict | None = None,
+    batch_size: int = 512,
+    device: torch.device | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """The teachers' softened probabilities (N, classes) for each clean face, computed once.
+
+    For offline distillation: each teacher's ``softmax(logits / temperature)`` of the face and
+    of its mirror image (training flips faces at random), averaged over both views and over
+    the teachers. One pass over the training set replaces a teacher forward pass per step.
+
+    Example:
+        >>> from ferkit.models import create_model
+        >>> teacher = create_model("seed", channels=[4, 4, 4]).eval()
+        >>> table = offline_teacher_probabilities([teacher], np.zeros((3, 48, 48), np.uint8), 2.0)
+        >>> table.shape, bool(torch.allclose(table.sum(dim=1), torch.ones(3)))
+        (torch.Size([3, 7]), True)
+    """
+    faces = torch.as_tensor(np.asarray(images, dtype=np.uint8))
+    views = (faces, faces.flip(-1))
+    tables = [
+        torch.softmax(
+            batched_logits(teacher, view, normalization, batch_size, device, autocast_dtype,
+                           channels_last) / temperature,
+            dim=1,
+        )
+        for teacher in teachers
+        for view in views
+    ]  # fmt: skip
+    return torch.stack(tables).mean(dim=0)
+
+
 def initialise_from(config: TrainConfig, class_names, log=print) -> torch.nn.Module:
     """Build the model of ``config.init``'s checkpoint and copy its weights (fine-tuning).
 
@@ -638,6 +688,16 @@ def fit(
     }
     train_images = torch.from_numpy(train_set.images)
     train_labels = torch.from_numpy(train_set.labels)
+    teacher_probabilities = None
+    if teachers and config.distill_mode == "offline":
+        began = time.perf_counter()
+        teacher_probabilities = offline_teacher_probabilities(
+            teachers, train_set.images, config.distill_temperature, normalization,
+            config.eval_batch_size, device, autocast_dtype, channels_last,
+        )  # fmt: skip
+        teachers = []  # their work is done: free the step of their forward passes
+        log(f"offline distillation: teacher probabilities for {len(train_images)} faces "
+            f"(and mirrors) in {time.perf_counter() - began:.0f} s")  # fmt: skip
     epoch = start_epoch
     try:
         for epoch in range(start_epoch, config.total_epochs):
@@ -650,6 +710,7 @@ def fit(
             stats = train_one_epoch(
                 trained, train_images, train_labels, optimizer, config, epoch, device,
                 autocast_dtype, normalization, class_weights, ema, teachers, distributed, scaler,
+                teacher_probabilities,
             )  # fmt: skip
             # With EMA, the averaged weights are the model that is validated and kept.
             evaluated = ema.module if ema is not None else model
