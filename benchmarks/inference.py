@@ -4,7 +4,10 @@ Usage:
     .venv/bin/python benchmarks/inference.py [--model default] [--model RUN ...] [--repeats 20]
 
 For each model: PyTorch (fp32 as Predictor runs it, and ``--backend bf16``), ONNX Runtime
-(when installed; the model is exported with ``ferkit.export``, parity-checked), then the
+(when installed; the model is exported with ``ferkit.export``, parity-checked), ONNX Runtime
+INT8 (``export_onnx(quantize="int8")``, calibrated on 1,024 FER2013 Training rows of
+``--calibration``, by default ``../shared/data/fer2013-train-publictest.csv.gz`` when it
+exists; agreement-checked on 512 other Training rows), then the
 end-to-end latency of ``ferkit predict``'s pipeline (Haar detection + crop + classification)
 on a 640x480 photo with one face (scikit-image's astronaut, pasted on a gray canvas).
 """
@@ -58,6 +61,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="model(s) to time (default: default)")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--calibration",
+        default=str(
+            Path(__file__).resolve().parents[2] / "shared/data/fer2013-train-publictest.csv.gz"
+        ),
+        help="FER2013 CSV for the INT8 row (its Training rows); skipped when missing",
+    )
+    parser.add_argument("--no-photo", action="store_true", help="skip the photo latencies")
     arguments = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")
     faces = np.random.default_rng(0).integers(0, 256, (256, 48, 48), dtype=np.uint8)
@@ -75,15 +86,31 @@ def main() -> None:
         fast = Predictor.from_run(model, device="cpu", backend="bf16")
         time_backend("PyTorch bf16", fast.predict_proba, faces, arguments.repeats)
         try:
-            from ferkit.export import OnnxPredictor, export_onnx
+            from ferkit.export import OnnxPredictor, export_onnx, load_calibration_faces
 
             with tempfile.TemporaryDirectory() as folder:
                 path = Path(folder) / "model.onnx"
                 export_onnx(model, path)
                 onnx = OnnxPredictor(path)
                 time_backend("ONNX Runtime", onnx.predict_proba, faces, arguments.repeats)
+                if Path(arguments.calibration).is_file():
+                    calibration, check, _ = load_calibration_faces(arguments.calibration)
+                    result = export_onnx(
+                        model, path, quantize="int8", calibration=calibration, check_faces=check
+                    )
+                    int8 = OnnxPredictor(path)
+                    time_backend("ONNX int8", int8.predict_proba, faces, arguments.repeats)
+                    print(
+                        f"    (int8 top-1 agreement with PyTorch fp32 {result['agreement']:.2%} "
+                        f"on {result['check_faces']} Training faces, max probability "
+                        f"difference {result['max_abs_difference']:.3f})"
+                    )
+                else:
+                    print(f"  ONNX int8     skipped: no {arguments.calibration}")
         except ImportError:
             print("  ONNX Runtime  not installed")
+        if arguments.no_photo:
+            continue
         for detector_name in ("haar", "haar-fast"):
             for backend in ("auto", "bf16"):
                 analyzer = Analyzer(model, detector=detector_name, device="cpu", backend=backend)

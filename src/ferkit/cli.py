@@ -313,9 +313,44 @@ def _command_ensemble(arguments) -> int:
 
 
 def _command_export(arguments) -> int:
-    from ferkit.export import export_onnx
+    from ferkit.export import export_onnx, load_calibration_faces
 
-    result = export_onnx(arguments.model, arguments.out, opset=arguments.opset, tta=arguments.tta)
+    if arguments.quantize is None:
+        if arguments.calibration is not None:
+            raise FerkitError("--calibration is for --quantize int8 only")
+        result = export_onnx(
+            arguments.model, arguments.out, opset=arguments.opset, tta=arguments.tta
+        )
+    else:
+        if arguments.calibration is None:
+            raise FerkitError(
+                f"--quantize {arguments.quantize} needs --calibration DATA: real faces "
+                "(FER2013 CSV or image folder; only its Training rows are used when it has them)"
+            )
+        faces, check_faces, description = load_calibration_faces(
+            arguments.calibration, arguments.calibration_size
+        )
+        print(f"calibrating with {description}")
+        result = export_onnx(
+            arguments.model,
+            arguments.out,
+            opset=arguments.opset,
+            tta=arguments.tta,
+            quantize=arguments.quantize,
+            calibration=faces,
+            check_faces=check_faces,
+        )
+        print(
+            f"int8 agreement: top-1 equal to PyTorch fp32 on {result['agreement']:.2%} of "
+            f"{result['check_faces']} faces (limit {result['min_agreement']:.0%}), max "
+            f"|PyTorch - ONNX Runtime int8| probability difference "
+            f"{result['max_abs_difference']:.3f}"
+        )
+        print(
+            f"wrote {result['path']} (int8, opset {result['opset']}, "
+            f"classes {result['class_names']})"
+        )
+        return 0
     print(
         f"parity: max |PyTorch - ONNX Runtime| probability difference "
         f"{result['max_abs_difference']:.2e} on {result['parity_faces']} faces "
@@ -393,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--model",
         default="default",
-        help="run folder, checkpoint, ensemble folder, or a bundled model: default, small",
+        help="run folder, checkpoint, ensemble folder, exported .onnx file, or a bundled "
+        "model: default, small",
     )
     evaluate.add_argument("--split", help="only rows with this Usage (e.g. PrivateTest)")
     evaluate.add_argument("--out", help="output folder (default: the model's folder)")
@@ -415,6 +451,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
     export.add_argument("--opset", type=int, default=18)
     export.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
+    export.add_argument(
+        "--quantize",
+        choices=("int8",),
+        help="static INT8 quantization with ONNX Runtime (needs --calibration)",
+    )
+    export.add_argument(
+        "--calibration",
+        metavar="DATA",
+        help="real faces for --quantize: FER2013 CSV or image folder (Training rows only)",
+    )
+    export.add_argument(
+        "--calibration-size", type=int, default=1024, help="calibration faces (default 1024)"
+    )
     export.set_defaults(handler=_command_export)
 
     predict = commands.add_parser(
@@ -424,7 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--model",
         default="default",
-        help="run folder, checkpoint, ensemble folder, or a bundled model: default, small",
+        help="run folder, checkpoint, ensemble folder, exported .onnx file, or a bundled "
+        "model: default, small",
     )
     predict.add_argument(
         "--detector",

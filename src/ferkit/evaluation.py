@@ -163,7 +163,11 @@ def evaluate_dataset(
     metrics["split"] = split or "all"
     metrics["model"] = str(model)
     metrics["tta"] = tta if tta is not None else predictor.card.get("tta", "none")
+    if predictor.model is None and predictor.tta is not None:  # an .onnx file: TTA in the graph
+        metrics["tta"] = predictor.tta
     metrics["backend"] = predictor.backend
+    if predictor.quantization is not None:
+        metrics["quantization"] = predictor.quantization
     out_dir = Path(out) if out is not None else predictor.location_folder
     write_json(out_dir / "metrics.json", metrics)
     plot_confusion_matrix(

@@ -25,7 +25,8 @@ from ferkit.runtime import batched_logits, resolve_device
 #: Inference engines of a Predictor: PyTorch fp32, ONNX Runtime fp32, ``auto`` (ONNX Runtime
 #: when installed and on the CPU, else PyTorch), ``bf16`` (PyTorch with bfloat16 autocast and
 #: channels_last: several times faster on CPUs with AVX-512-BF16/AMX and on GPUs; probabilities
-#: differ from fp32 by about 1e-2 at most).
+#: differ from fp32 by about 1e-2 at most). An exported ``.onnx`` file (fp32 or INT8, see
+#: ``ferkit export``) always runs with ONNX Runtime, whatever the backend but ``bf16``.
 BACKENDS = ("torch", "onnx", "auto", "bf16")
 
 
@@ -111,6 +112,47 @@ class Predictor:
         self.onnx = None  # an OnnxPredictor once use_onnx_runtime() switched the backend
         self.backend = "torch"
         self.autocast_dtype = None  # torch.bfloat16 once use_bfloat16() switched the backend
+        self.quantization = None  # "int8" for a quantized ONNX file (from_onnx)
+
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, tta: str | None = None) -> Predictor:
+        """A predictor for an exported ``.onnx`` file (fp32 or INT8), run by ONNX Runtime.
+
+        The file's graph holds the normalisation, TTA and softmax, and its metadata the class
+        names and model card; no PyTorch model is loaded (``predictor.model`` is None).
+
+        Raises:
+            FerkitError: for a file that is not a ferkit export, or a ``tta`` other than the
+                one inside the graph.
+
+        Example:
+            >>> Predictor.from_onnx("model_int8.onnx").quantization  # doctest: +SKIP
+            'int8'
+        """
+        from ferkit.export import OnnxPredictor
+
+        onnx = OnnxPredictor(path)
+        baked = sorted(set(onnx.tta))
+        if tta is not None and baked != [tta]:
+            raise FerkitError(
+                f"{path}: the test-time augmentation is inside the exported graph "
+                f"({', '.join(baked) or 'unknown'}); re-export with --tta {tta} to change it"
+            )
+        predictor = cls.__new__(cls)
+        predictor.device = torch.device("cpu")
+        predictor.members = []
+        predictor.model = None
+        predictor.card = onnx.card
+        predictor.class_names = onnx.class_names
+        predictor.normalization = onnx.card.get("normalization")
+        predictor.input_size = onnx.input_size
+        predictor.location = Path(path)
+        predictor.tta = baked[0] if len(baked) == 1 else None
+        predictor.onnx = onnx
+        predictor.backend = "onnx"
+        predictor.autocast_dtype = None
+        predictor.quantization = onnx.quantization
+        return predictor
 
     @classmethod
     def from_run(
@@ -123,7 +165,8 @@ class Predictor:
         """Load the best model of a run folder (or a checkpoint, ensemble or bundled name).
 
         Args:
-            location: run folder, ``.safetensors`` checkpoint, ensemble folder, or ``default``.
+            location: run folder, ``.safetensors`` checkpoint, ensemble folder, ``default``, or
+                an exported ``.onnx`` file (see :meth:`from_onnx`; runs with ONNX Runtime).
             device: auto | cpu | cuda | mps (PyTorch backend).
             tta: override the card's test-time augmentation.
             backend: ``torch``, ``onnx`` (ONNX Runtime on the CPU: the model is exported once,
@@ -138,6 +181,13 @@ class Predictor:
 
         if backend not in BACKENDS:
             raise FerkitError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+        if Path(location).suffix == ".onnx":
+            if backend == "bf16":
+                raise FerkitError(
+                    f"{location}: an ONNX file runs with ONNX Runtime; --backend bf16 needs a "
+                    "PyTorch model (run folder, checkpoint or bundled name)"
+                )
+            return cls.from_onnx(location, tta=tta)
         resolved = resolve_device(device)
         if (Path(location) / ENSEMBLE_FILE).is_file():
             members, card = load_ensemble(location, device=resolved)
@@ -168,6 +218,7 @@ class Predictor:
             >>> Predictor().use_bfloat16().backend
             'bf16'
         """
+        self._need_torch_model("bf16")
         for model, _ in self.members:
             model.to(memory_format=torch.channels_last)
         self.onnx = None
@@ -181,6 +232,8 @@ class Predictor:
         The ONNX file is exported once per model content and TTA, parity-checked against this
         predictor, and kept in the user cache (``$FERKIT_CACHE_DIR/onnx``).
         """
+        if self.model is None and self.onnx is not None:
+            return self  # loaded from an .onnx file: already ONNX Runtime
         import hashlib
 
         from ferkit.data.cache import default_cache_dir
@@ -199,6 +252,10 @@ class Predictor:
         self.onnx = OnnxPredictor(path)
         self.backend = "onnx"
         return self
+
+    def _need_torch_model(self, what: str) -> None:
+        if self.model is None:
+            raise FerkitError(f"{self.location}: {what} needs a PyTorch model, not an ONNX file")
 
     @property
     def location_folder(self) -> Path:
