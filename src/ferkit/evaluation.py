@@ -162,9 +162,9 @@ def evaluate_dataset(
     metrics["data"] = str(data)
     metrics["split"] = split or "all"
     metrics["model"] = str(model)
-    metrics["tta"] = tta if tta is not None else predictor.card.get("tta", "none")
-    if predictor.model is None and predictor.tta is not None:  # an .onnx file: TTA in the graph
-        metrics["tta"] = predictor.tta
+    # The predictor's TTA: the override, the one inside an .onnx graph, or else the card's.
+    card_tta = predictor.card.get("tta", "none")
+    metrics["tta"] = predictor.tta if predictor.tta is not None else card_tta
     metrics["backend"] = predictor.backend
     if predictor.quantization is not None:
         metrics["quantization"] = predictor.quantization

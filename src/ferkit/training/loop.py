@@ -486,9 +486,10 @@ def offline_teacher_probabilities(
 ) -> torch.Tensor:
     """The teachers' softened probabilities (N, classes) for each clean face, computed once.
 
-    For offline distillation: each teacher's ``softmax(logits / temperature)`` of the face and
-    of its mirror image (training flips faces at random), averaged over both views and over
-    the teachers. One pass over the training set replaces a teacher forward pass per step.
+    For offline distillation: each teacher's ``softmax(logits / temperature)``, its logits
+    averaged over the face and its mirror image (the ``flip`` test-time augmentation; training
+    flips faces at random), then averaged over the teachers. One pass over the training set
+    replaces a teacher forward pass per step.
 
     Example:
         >>> from ferkit.models import create_model
@@ -497,16 +498,13 @@ def offline_teacher_probabilities(
         >>> table.shape, bool(torch.allclose(table.sum(dim=1), torch.ones(3)))
         (torch.Size([3, 7]), True)
     """
-    faces = torch.as_tensor(np.asarray(images, dtype=np.uint8))
-    views = (faces, faces.flip(-1))
     tables = [
         torch.softmax(
-            batched_logits(teacher, view, normalization, batch_size, device, autocast_dtype,
-                           channels_last) / temperature,
+            batched_logits(teacher, images, normalization, batch_size, device, autocast_dtype,
+                           channels_last, tta="flip") / temperature,
             dim=1,
         )
         for teacher in teachers
-        for view in views
     ]  # fmt: skip
     return torch.stack(tables).mean(dim=0)
 
