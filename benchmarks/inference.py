@@ -3,13 +3,15 @@
 Usage:
     .venv/bin/python benchmarks/inference.py [--model default] [--model RUN ...] [--repeats 20]
 
-For each model: PyTorch (fp32 as Predictor runs it, and ``--backend bf16``), ONNX Runtime
+For each model: PyTorch (fp32, and ``--backend bf16`` where the CPU has native bf16; emulated
+bf16 is several times slower than fp32 and is skipped), ONNX Runtime
 (when installed; the model is exported with ``ferkit.export``, parity-checked), ONNX Runtime
 INT8 (``export_onnx(quantize="int8")``, calibrated on 1,024 FER2013 Training rows of
 ``--calibration``, by default ``../shared/data/fer2013-train-publictest.csv.gz`` when it
 exists; agreement-checked on 512 other Training rows), then the
 end-to-end latency of ``ferkit predict``'s pipeline (Haar detection + crop + classification)
-on a 640x480 photo with one face (scikit-image's astronaut, pasted on a gray canvas).
+with each of those engines on a 640x480 photo with one face (scikit-image's astronaut, pasted
+on a gray canvas).
 """
 
 from __future__ import annotations
@@ -54,9 +56,7 @@ def time_backend(name: str, predict, faces: np.ndarray, repeats: int) -> None:
 def main() -> None:
     from skimage.data import astronaut
 
-    from ferkit.analyze import Analyzer
-    from ferkit.inference import Predictor
-    from ferkit.models import model_cost
+    from ferkit.runtime import cpu_has_fast_bf16
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="model(s) to time (default: default)")
@@ -74,57 +74,76 @@ def main() -> None:
     faces = np.random.default_rng(0).integers(0, 256, (256, 48, 48), dtype=np.uint8)
     photo = np.full((480, 640, 3), 110, np.uint8)
     photo[0:480, 64:576] = astronaut()[16:496]
+    native_bf16 = cpu_has_fast_bf16()
+    print(f"native bf16: {native_bf16} (PyTorch bf16 rows are skipped without it: emulated)")
     for model in arguments.model or ["default"]:
-        predictor = Predictor.from_run(model, device="cpu")
-        cost = model_cost(predictor.model)
-        tta = predictor.tta or predictor.card.get("tta", "none")
-        print(
-            f"\nmodel {model}: {predictor.card['architecture']}, {cost['parameters']:,} "
-            f"parameters, {cost['mflops']:.1f} MFLOPs/face, TTA {tta}"
-        )
-        time_backend("PyTorch", predictor.predict_proba, faces, arguments.repeats)
+        with tempfile.TemporaryDirectory() as folder:
+            benchmark_model(model, arguments, faces, photo, Path(folder), native_bf16)
+
+
+def benchmark_model(model, arguments, faces, photo, folder: Path, native_bf16: bool) -> None:
+    """Every row for one model; exported ONNX files live in ``folder`` until the photo rows."""
+    from ferkit.analyze import Analyzer
+    from ferkit.inference import Predictor
+    from ferkit.models import model_cost
+
+    predictor = Predictor.from_run(model, device="cpu")
+    cost = model_cost(predictor.model)
+    tta = predictor.tta or predictor.card.get("tta", "none")
+    print(
+        f"\nmodel {model}: {predictor.card['architecture']}, {cost['parameters']:,} "
+        f"parameters, {cost['mflops']:.1f} MFLOPs/face, TTA {tta}"
+    )
+    time_backend("PyTorch", predictor.predict_proba, faces, arguments.repeats)
+    if native_bf16:
         fast = Predictor.from_run(model, device="cpu", backend="bf16")
         time_backend("PyTorch bf16", fast.predict_proba, faces, arguments.repeats)
-        try:
-            from ferkit.export import OnnxPredictor, export_onnx, load_calibration_faces
+    # (label, model location, backend) of each engine the photo rows run with.
+    photo_engines = [("PyTorch", model, "torch")]
+    if native_bf16:
+        photo_engines.append(("PyTorch bf16", model, "bf16"))
+    try:
+        from ferkit.export import OnnxPredictor, export_onnx, load_calibration_faces
 
-            with tempfile.TemporaryDirectory() as folder:
-                path = Path(folder) / "model.onnx"
-                export_onnx(model, path)
-                onnx = OnnxPredictor(path)
-                time_backend("ONNX Runtime", onnx.predict_proba, faces, arguments.repeats)
-                if Path(arguments.calibration).is_file():
-                    calibration, check, _ = load_calibration_faces(arguments.calibration)
-                    result = export_onnx(
-                        model, path, quantize="int8", calibration=calibration, check_faces=check
-                    )
-                    int8 = OnnxPredictor(path)
-                    time_backend("ONNX int8", int8.predict_proba, faces, arguments.repeats)
-                    print(
-                        f"    (int8 top-1 agreement with PyTorch fp32 {result['agreement']:.2%} "
-                        f"on {result['check_faces']} Training faces, max probability "
-                        f"difference {result['max_abs_difference']:.3f})"
-                    )
-                else:
-                    print(f"  ONNX int8     skipped: no {arguments.calibration}")
-        except ImportError:
-            print("  ONNX Runtime  not installed")
-        if arguments.no_photo:
-            continue
-        for detector_name in ("haar", "haar-fast"):
-            for backend in ("auto", "bf16"):
-                analyzer = Analyzer(model, detector=detector_name, device="cpu", backend=backend)
-                latency = timed(
-                    lambda analyzer=analyzer: analyzer.analyze_image(photo), arguments.repeats
-                )
-                found = len(analyzer.analyze_image(photo).faces)
-                print(
-                    f"  photo 640x480, {found} face(s), {detector_name} + classify "
-                    f"({analyzer.predictor.backend}): {latency * 1000:.1f} ms"
-                )
-            detector = analyzer.detector
-            detection = timed(lambda detector=detector: detector.detect(photo), arguments.repeats)
-            print(f"  of which {detector_name} detection alone: {detection * 1000:.1f} ms")
+        path = folder / "model.onnx"
+        export_onnx(model, path)
+        onnx = OnnxPredictor(path)
+        time_backend("ONNX Runtime", onnx.predict_proba, faces, arguments.repeats)
+        photo_engines.append(("ONNX Runtime", path, "auto"))
+        if Path(arguments.calibration).is_file():
+            calibration, check, _ = load_calibration_faces(arguments.calibration)
+            int8_path = folder / "model_int8.onnx"
+            result = export_onnx(
+                model, int8_path, quantize="int8", calibration=calibration, check_faces=check
+            )
+            int8 = OnnxPredictor(int8_path)
+            time_backend("ONNX int8", int8.predict_proba, faces, arguments.repeats)
+            print(
+                f"    (int8 top-1 agreement with PyTorch fp32 {result['agreement']:.2%} "
+                f"on {result['check_faces']} Training faces, max probability "
+                f"difference {result['max_abs_difference']:.3f})"
+            )
+            photo_engines.append(("ONNX int8", int8_path, "auto"))
+        else:
+            print(f"  ONNX int8     skipped: no {arguments.calibration}")
+    except ImportError:
+        print("  ONNX Runtime  not installed")
+    if arguments.no_photo:
+        return
+    for detector_name in ("haar", "haar-fast"):
+        for label, location, backend in photo_engines:
+            analyzer = Analyzer(location, detector=detector_name, device="cpu", backend=backend)
+            latency = timed(
+                lambda analyzer=analyzer: analyzer.analyze_image(photo), arguments.repeats
+            )
+            found = len(analyzer.analyze_image(photo).faces)
+            print(
+                f"  photo 640x480, {found} face(s), {detector_name} + classify "
+                f"({label}): {latency * 1000:.1f} ms"
+            )
+        detector = analyzer.detector
+        detection = timed(lambda detector=detector: detector.detect(photo), arguments.repeats)
+        print(f"  of which {detector_name} detection alone: {detection * 1000:.1f} ms")
 
 
 if __name__ == "__main__":
