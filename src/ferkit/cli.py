@@ -313,33 +313,26 @@ def _command_ensemble(arguments) -> int:
 
 
 def _command_export(arguments) -> int:
-    from ferkit.export import export_onnx, load_calibration_faces
+    from ferkit.export import export_onnx
 
-    if arguments.quantize is None:
-        if arguments.calibration is not None:
-            raise FerkitError("--calibration is for --quantize int8 only")
-        result = export_onnx(
-            arguments.model, arguments.out, opset=arguments.opset, tta=arguments.tta
+    if arguments.quantize is None and arguments.calibration is not None:
+        raise FerkitError("--calibration is for --quantize int8 only")
+    if arguments.quantize is not None and arguments.calibration is None:
+        raise FerkitError(
+            f"--quantize {arguments.quantize} needs --calibration DATA: real faces "
+            "(FER2013 CSV or image folder; only its Training rows are used when it has them)"
         )
-    else:
-        if arguments.calibration is None:
-            raise FerkitError(
-                f"--quantize {arguments.quantize} needs --calibration DATA: real faces "
-                "(FER2013 CSV or image folder; only its Training rows are used when it has them)"
-            )
-        faces, check_faces, description = load_calibration_faces(
-            arguments.calibration, arguments.calibration_size
-        )
-        print(f"calibrating with {description}")
-        result = export_onnx(
-            arguments.model,
-            arguments.out,
-            opset=arguments.opset,
-            tta=arguments.tta,
-            quantize=arguments.quantize,
-            calibration=faces,
-            check_faces=check_faces,
-        )
+    result = export_onnx(
+        arguments.model,
+        arguments.out,
+        opset=arguments.opset,
+        tta=arguments.tta,
+        quantize=arguments.quantize,
+        calibration=arguments.calibration,
+        calibration_size=arguments.calibration_size,
+    )
+    if arguments.quantize is not None:
+        print(f"calibrated with {result['calibration_description']}")
         print(
             f"int8 agreement: top-1 equal to PyTorch fp32 on {result['agreement']:.2%} of "
             f"{result['check_faces']} faces (limit {result['min_agreement']:.0%}), max "

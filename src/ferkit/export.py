@@ -75,6 +75,7 @@ def export_onnx(
     calibration=None,
     check_faces=None,
     min_agreement: float = MIN_INT8_AGREEMENT,
+    calibration_size: int = 1024,
 ) -> dict:
     """Export ``model`` (run folder, checkpoint, ensemble or bundled name) to ONNX.
 
@@ -85,11 +86,14 @@ def export_onnx(
     ``calibration`` (uint8 faces N x H x W, real preprocessed faces such as FER2013 Training
     rows) sets the activation ranges, and the file is written only when its top-1 class agrees
     with PyTorch fp32 on at least ``min_agreement`` of ``check_faces`` (default: the
-    calibration faces).
+    calibration faces). ``calibration`` may also be a FER2013 CSV or image folder: then
+    :func:`load_calibration_faces` draws ``calibration_size`` of its faces (Training rows only)
+    and other faces of it for the check.
 
     Returns:
         ``{"path", "opset", "max_abs_difference", "class_names"}``; for INT8 also
-        ``"quantization"``, ``"agreement"``, ``"check_faces"`` and ``"calibration_faces"``.
+        ``"quantization"``, ``"agreement"``, ``"check_faces"``, ``"calibration_faces"`` and,
+        for calibration data given as a path, ``"calibration_description"``.
 
     Raises:
         FerkitError: when ONNX packages are missing, parity or agreement fails, or the
@@ -108,12 +112,21 @@ def export_onnx(
         )
     if quantize is not None and calibration is None:
         raise FerkitError(f"{quantize} quantization needs calibration faces (real, preprocessed)")
+    description = None
+    if isinstance(calibration, (str, os.PathLike)):
+        calibration, loaded_check_faces, description = load_calibration_faces(
+            calibration, calibration_size
+        )
+        check_faces = loaded_check_faces if check_faces is None else check_faces
     predictor = Predictor.from_run(model, device="cpu", tta=tta, backend="torch")
     if quantize is None:
         return export_predictor(predictor, out, opset, check_batch, tolerance, name=str(model))
-    return quantize_predictor(
+    result = quantize_predictor(
         predictor, out, calibration, check_faces, opset, min_agreement, name=str(model)
     )
+    if description is not None:
+        result["calibration_description"] = description
+    return result
 
 
 def load_calibration_faces(
