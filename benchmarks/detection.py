@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python benchmarks/detection.py [--data ../shared/data/fer2013-train-publictest.csv.gz]
-        [--photos 80] [--seed 0]
+        [--photos 80] [--seed 0] [--cascades default,alt2]
 
 The photo set is built from real pictures only: real faces (FER2013 ``PublicTest`` crops, many
 people, poses and lighting conditions, upscaled to 48-200 px) pasted at known positions onto
@@ -90,12 +90,13 @@ def build_photos(faces: np.ndarray, count: int, seed: int) -> list[tuple[np.ndar
     return photos
 
 
-def evaluate(photos, scale_factor: float, min_neighbors: int, max_side: int):
+def evaluate(photos, scale_factor: float, min_neighbors: int, max_side: int, cascade: str):
     """(recall, false positives per photo, median ms per photo) of one Haar setting."""
     from ferkit.detection import HaarDetector
 
     detector = HaarDetector(
-        scale_factor=scale_factor, min_neighbors=min_neighbors, max_side=max_side
+        scale_factor=scale_factor, min_neighbors=min_neighbors, max_side=max_side,
+        cascade=cascade,
     )
     found = total = false_positives = 0
     seconds = []
@@ -124,6 +125,7 @@ def main() -> None:
     parser.add_argument("--scale-factors", default="1.05,1.1,1.15,1.2,1.3")
     parser.add_argument("--min-neighbors", default="3,4,5,6")
     parser.add_argument("--max-sides", default="640,480,320")
+    parser.add_argument("--cascades", default="default", help="comma list of: default,alt,alt2")
     args = parser.parse_args()
 
     from ferkit.data import load_fer2013
@@ -134,17 +136,19 @@ def main() -> None:
     count = sum(len(truth) for _, truth in photos)
     print(f"{len(photos)} photos 640x480, {count} faces; OpenCV {cv2.__version__}, "
           f"{cv2.getNumThreads()} threads")  # fmt: skip
-    print(f"{'scale':>6} {'neigh':>6} {'side':>5} {'recall':>7} {'FP/photo':>9} {'ms/photo':>9}")
+    print(f"{'cascade':>8} {'scale':>6} {'neigh':>6} {'side':>5} {'recall':>7} {'FP/photo':>9} "
+          f"{'ms/photo':>9}")  # fmt: skip
     settings = itertools.product(
+        args.cascades.split(","),
         [float(value) for value in args.scale_factors.split(",")],
         [int(value) for value in args.min_neighbors.split(",")],
         [int(value) for value in args.max_sides.split(",")],
     )
-    for scale_factor, min_neighbors, max_side in settings:
+    for cascade, scale_factor, min_neighbors, max_side in settings:
         recall, false_positives, milliseconds = evaluate(
-            photos, scale_factor, min_neighbors, max_side
+            photos, scale_factor, min_neighbors, max_side, cascade
         )
-        print(f"{scale_factor:6.2f} {min_neighbors:6d} {max_side:5d} {recall:7.1%} "
+        print(f"{cascade:>8} {scale_factor:6.2f} {min_neighbors:6d} {max_side:5d} {recall:7.1%} "
               f"{false_positives:9.2f} {milliseconds:9.1f}")  # fmt: skip
 
 

@@ -205,3 +205,14 @@ def test_fast_haar_finds_the_astronaut_on_a_photo_sized_canvas(astronaut):
     (face,) = fast.detect(canvas)
     # Detected on a 320-px copy, the box comes back in the photo's pixels.
     assert intersection_over_union(face, (x + 64, y - 16, width, height)) > 0.6
+
+
+@pytest.mark.parametrize("cascade", ["alt", "alt2"])
+def test_other_frontal_cascades_find_the_astronaut(astronaut, cascade):
+    (face,) = HaarDetector(cascade=cascade).detect(astronaut)
+    assert intersection_over_union(face, ASTRONAUT_FACE) > 0.6
+
+
+def test_unknown_cascade_names_the_choices():
+    with pytest.raises(FerkitError, match="unknown Haar cascade 'profile'.*default, alt, alt2"):
+        HaarDetector(cascade="profile")

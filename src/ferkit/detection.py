@@ -32,6 +32,8 @@ DETECTORS = ("haar", "haar-fast", "yunet", "none")
 #: grid (docs/benchmarks.md): a 640x480 photo in ~15 ms instead of ~88 ms, for 62.5 % recall
 #: instead of 72.8 % (faces under ~48 px in a 640-px photo are missed).
 FAST_HAAR = {"scale_factor": 1.2, "min_neighbors": 3, "max_side": 320}
+#: OpenCV's frontal-face cascades (``haarcascade_frontalface_<name>.xml``) HaarDetector can load.
+HAAR_CASCADES = ("default", "alt", "alt2")
 #: Images whose longer side exceeds this are downscaled before detection (pixels).
 DEFAULT_MAX_SIDE = 1280
 
@@ -120,6 +122,14 @@ class HaarDetector:
 
     The score is the cascade's level weight: higher is more face-like (about 0-10).
 
+    Args:
+        scale_factor: size step between the scales searched (1.1 = 10 % larger each time).
+        min_neighbors: overlapping raw hits a face needs to be kept (higher: fewer false
+            positives, lower recall).
+        min_size: smallest face searched, in pixels of the (downscaled) detection image.
+        max_side: larger images are downscaled to this longest side before detection.
+        cascade: which of OpenCV's frontal-face cascades (:data:`HAAR_CASCADES`).
+
     Example:
         >>> import numpy as np
         >>> HaarDetector().detect(np.zeros((100, 100), np.uint8))
@@ -134,10 +144,15 @@ class HaarDetector:
         min_neighbors: int = 5,
         min_size: int = 24,
         max_side: int = DEFAULT_MAX_SIDE,
+        cascade: str = "default",
     ):
         import cv2
 
-        cascade_path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        if cascade not in HAAR_CASCADES:
+            raise FerkitError(
+                f"unknown Haar cascade {cascade!r}; choose one of: {', '.join(HAAR_CASCADES)}"
+            )
+        cascade_path = Path(cv2.data.haarcascades) / f"haarcascade_frontalface_{cascade}.xml"
         self.cascade = cv2.CascadeClassifier(str(cascade_path))
         if self.cascade.empty():
             raise FerkitError(
@@ -145,7 +160,7 @@ class HaarDetector:
                 "(OpenCV 5 wheels no longer ship the cascades)"
             )
         self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
-        self.min_size, self.max_side = min_size, max_side
+        self.min_size, self.max_side, self.cascade_name = min_size, max_side, cascade
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         """Faces in a uint8 gray or RGB image, largest first."""

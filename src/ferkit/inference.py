@@ -88,31 +88,39 @@ class Predictor:
         location=None,
         tta=None,
         extra_members: list[tuple[torch.nn.Module, dict]] | None = None,
+        onnx=None,
     ):
-        if model is None:  # Predictor(): the bundled default model
-            location = resolve_checkpoint("default")
-            model, card = load_checkpoint(location, device=device)
-        self.device = torch.device(device)
-        # An ensemble is several (model, card) members whose probabilities are averaged.
-        self.members = [(model, card)] + list(extra_members or [])
-        for member_model, member_card in self.members:
-            member_model.to(device).eval()
-            if list(member_card["class_names"]) != list(card["class_names"]):
-                raise FerkitError("ensemble members must share the same class names")
-            if member_card["input_size"] != card["input_size"]:
-                raise FerkitError("ensemble members must share the same input size")
+        if onnx is not None:  # an exported file run by ONNX Runtime (from_onnx): no torch model
+            members, card = [], onnx.card
+        else:
+            if model is None:  # Predictor(): the bundled default model
+                location = resolve_checkpoint("default")
+                model, card = load_checkpoint(location, device=device)
+            # An ensemble is several (model, card) members whose probabilities are averaged.
+            members = [(model, card)] + list(extra_members or [])
+            for member_model, member_card in members:
+                member_model.to(device).eval()
+                if list(member_card["class_names"]) != list(card["class_names"]):
+                    raise FerkitError("ensemble members must share the same class names")
+                if member_card["input_size"] != card["input_size"]:
+                    raise FerkitError("ensemble members must share the same input size")
+        self.device = torch.device("cpu" if onnx is not None else device)
+        self.members = members
         self.model = model
         self.card = card
-        self.class_names = tuple(card["class_names"])
-        self.normalization = card["normalization"]
-        self.input_size = int(card["input_size"][0])
+        # An ONNX file's own graph and metadata have the last word on classes and input size.
+        self.class_names = tuple(onnx.class_names if onnx is not None else card["class_names"])
+        self.normalization = card.get("normalization")
+        self.input_size = onnx.input_size if onnx is not None else int(card["input_size"][0])
         self.location = Path(location) if location is not None else None
         # The card says which test-time augmentation the model was selected with.
         self.tta = tta
-        self.onnx = None  # an OnnxPredictor once use_onnx_runtime() switched the backend
-        self.backend = "torch"
+        # An OnnxPredictor once use_onnx_runtime() switched the backend (or from_onnx).
+        self.onnx = onnx
+        self.backend = "torch" if onnx is None else "onnx"
         self.autocast_dtype = None  # torch.bfloat16 once use_bfloat16() switched the backend
-        self.quantization = None  # "int8" for a quantized ONNX file (from_onnx)
+        # "int8" for a quantized ONNX file (from_onnx)
+        self.quantization = None if onnx is None else onnx.quantization
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, tta: str | None = None) -> Predictor:
@@ -138,21 +146,8 @@ class Predictor:
                 f"{path}: the test-time augmentation is inside the exported graph "
                 f"({', '.join(baked) or 'unknown'}); re-export with --tta {tta} to change it"
             )
-        predictor = cls.__new__(cls)
-        predictor.device = torch.device("cpu")
-        predictor.members = []
-        predictor.model = None
-        predictor.card = onnx.card
-        predictor.class_names = onnx.class_names
-        predictor.normalization = onnx.card.get("normalization")
-        predictor.input_size = onnx.input_size
-        predictor.location = Path(path)
-        predictor.tta = baked[0] if len(baked) == 1 else None
-        predictor.onnx = onnx
-        predictor.backend = "onnx"
-        predictor.autocast_dtype = None
-        predictor.quantization = onnx.quantization
-        return predictor
+        tta = baked[0] if len(baked) == 1 else None
+        return cls(device="cpu", location=path, tta=tta, onnx=onnx)
 
     @classmethod
     def from_run(
