@@ -72,6 +72,7 @@ FER2013_RECIPE := --split usage --arch vgg --model-arg widths=[40,80,160,320] --
 FER2013_SMALL_RUN ?= runs/fer2013_small
 FER2013_SMALL_RECIPE := --split usage --arch vgg --model-arg widths=[12,24,48,96,192] \
 	--model-arg depths=[1,1,2,2,1] --model-arg dropout=0.1 $(FER2013_SGD) --epochs 80 --ema-decay 0.999 \
+	--teacher default --distill-mode offline --distill-weight 0.5 --distill-temperature 2 \
 	--tta flip --seed 0
 
 train-fer2013: venv
