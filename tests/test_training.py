@@ -417,6 +417,21 @@ def test_distillation_from_a_teacher_run(tmp_path, tiny_split):
     assert saved["teacher"] == str(teacher.run_dir)
 
 
+def test_bundled_model_name_works_as_a_teacher():
+    """``--teacher default`` (the bundled `small`'s recipe) loads the model inside the package."""
+    from ferkit.pretrained import available_bundled_models
+    from ferkit.training.loop import load_teachers
+
+    if "default" not in available_bundled_models():
+        pytest.skip("this build ships no default model")
+    names = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"]
+    (teacher,) = load_teachers("default", names, {"mean": 0.5, "std": 0.25}, torch.device("cpu"))
+    assert not teacher.training
+    assert all(not parameter.requires_grad for parameter in teacher.parameters())
+    with pytest.raises(FerkitError, match="teacher default: classes .* differ"):
+        load_teachers("default", ["Happy", "Sad"], {"mean": 0.5, "std": 0.25}, "cpu")
+
+
 def test_distillation_loss_is_zero_for_an_identical_teacher(tiny_split):
     """With the teacher equal to the student and weight 1, the loss is the KL of equal
     distributions: zero."""
