@@ -95,7 +95,9 @@ def evaluate(photos, scale_factor: float, min_neighbors: int, max_side: int, cas
     from ferkit.detection import HaarDetector
 
     detector = HaarDetector(
-        scale_factor=scale_factor, min_neighbors=min_neighbors, max_side=max_side,
+        scale_factor=scale_factor,
+        min_neighbors=min_neighbors,
+        max_side=max_side,
         cascade=cascade,
     )
     found = total = false_positives = 0
