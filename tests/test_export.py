@@ -197,8 +197,10 @@ def test_predictor_runs_an_int8_file(trained, tmp_path):
 def test_int8_export_rejects_bad_calibration(trained, tmp_path):
     folder, training, _ = trained
     out = tmp_path / "m.onnx"
-    with pytest.raises(FerkitError, match="needs calibration faces"):
+    with pytest.raises(FerkitError, match=r"int8 needs --calibration DATA \(calibration=\)"):
         export_onnx(folder / "run", out, quantize="int8")
+    with pytest.raises(FerkitError, match=r"--calibration \(calibration=\) is for --quantize int8"):
+        export_onnx(folder / "run", out, calibration=training[:8])
     with pytest.raises(FerkitError, match=r"expected grayscale faces as an array \(N, H, W\)"):
         export_onnx(folder / "run", out, quantize="int8", calibration=np.zeros(48 * 48))
     with pytest.raises(FerkitError, match="N >= 1"):

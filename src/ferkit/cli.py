@@ -315,13 +315,6 @@ def _command_ensemble(arguments) -> int:
 def _command_export(arguments) -> int:
     from ferkit.export import export_onnx
 
-    if arguments.quantize is None and arguments.calibration is not None:
-        raise FerkitError("--calibration is for --quantize int8 only")
-    if arguments.quantize is not None and arguments.calibration is None:
-        raise FerkitError(
-            f"--quantize {arguments.quantize} needs --calibration DATA: real faces "
-            "(FER2013 CSV or image folder; only its Training rows are used when it has them)"
-        )
     result = export_onnx(
         arguments.model,
         arguments.out,

@@ -111,7 +111,12 @@ def export_onnx(
             f"unknown quantization {quantize!r}; choose one of: {', '.join(QUANTIZATIONS)}"
         )
     if quantize is not None and calibration is None:
-        raise FerkitError(f"{quantize} quantization needs calibration faces (real, preprocessed)")
+        raise FerkitError(
+            f"--quantize {quantize} needs --calibration DATA (calibration=): real faces "
+            "(FER2013 CSV or image folder; only its Training rows are used when it has them)"
+        )
+    if quantize is None and calibration is not None:
+        raise FerkitError("--calibration (calibration=) is for --quantize int8 only")
     description = None
     if isinstance(calibration, (str, os.PathLike)):
         calibration, loaded_check_faces, description = load_calibration_faces(
