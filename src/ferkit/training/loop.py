@@ -521,8 +521,9 @@ def initialise_from(config: TrainConfig, class_names, log=print) -> torch.nn.Mod
     into ``config``; when the class list differs, the classifier's last layer is rebuilt.
     """
     from ferkit.checkpoint import load_checkpoint
+    from ferkit.pretrained import pretrained_for
 
-    source = "default" if config.init == "pretrained" else config.init
+    source = pretrained_for(class_names) if config.init == "pretrained" else config.init
     pretrained, card = load_checkpoint(source)
     config.arch = card["architecture"]
     config.model_args = {
