@@ -102,11 +102,16 @@ def test_cli_predict_min_confidence(run_dir, tmp_path, capsys):
     Image.fromarray(np.full((48, 48), 90, np.uint8)).save(tmp_path / "face.png")
     arguments = ["predict", str(tmp_path / "face.png"), "--model", str(run_dir), "--detector",
                  "none", "--json", "--no-progress", "--backend", "torch"]  # fmt: skip
-    assert main(arguments + ["--min-confidence", "0.99"]) == 0
+    csv_path = tmp_path / "faces.csv"
+    assert main(arguments + ["--min-confidence", "0.99", "--csv", str(csv_path)]) == 0
     (face,) = json.loads(capsys.readouterr().out)[0]["faces"]
     assert face["emotion"] == UNCERTAIN and face["uncertain"] is True
     assert face["best_guess"] in FER2013_CLASS_NAMES
     assert face["confidence"] == max(face["probabilities"].values())
+    header, row = (line.split(",") for line in csv_path.read_text().splitlines())
+    columns = dict(zip(header, row))
+    assert columns["emotion"] == UNCERTAIN and columns["best_guess"] == face["best_guess"]
+    assert float(columns["margin"]) == pytest.approx(face["margin"], abs=1e-6)
     assert main(arguments + ["--min-confidence", "0"]) == 0
     (face,) = json.loads(capsys.readouterr().out)[0]["faces"]
     assert face["emotion"] == face["best_guess"] and face["uncertain"] is False

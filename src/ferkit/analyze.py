@@ -412,11 +412,14 @@ def analyze(
 
 
 CSV_FIELDS = ("source", "frame", "timestamp", "face", "x", "y", "width", "height",
-              "detector_score", "emotion", "emotion_score")  # fmt: skip
+              "detector_score", "emotion", "emotion_score", "margin", "best_guess")  # fmt: skip
 
 
 def write_csv(results: list[MediaResult], path: str | os.PathLike, class_names=None) -> Path:
     """One row per face (images without faces get one row with empty face fields).
+
+    ``emotion`` is ``uncertain`` for a face below ``--min-confidence``; ``best_guess`` is its
+    top class all the same, ``margin`` its top-1 minus top-2 probability.
 
     ``class_names`` names the probability columns (default: taken from the first face).
     """
@@ -437,7 +440,7 @@ def write_csv(results: list[MediaResult], path: str | os.PathLike, class_names=N
             writer.writerow(
                 common
                 + [number, box.x, box.y, box.width, box.height, round(box.score, 4), face.label,
-                   round(face.score, 6)]
+                   round(face.score, 6), round(face.margin, 6), face.best_guess]
                 + [round(face.probabilities[name], 6) for name in class_names]
             )  # fmt: skip
     return write_text(path, buffer.getvalue())
