@@ -192,7 +192,8 @@ def reliability_figure(panels: dict[str, list[dict]], title: str = "") -> Figure
     """Reliability diagrams side by side (e.g. before and after temperature scaling).
 
     Each panel shows, per confidence bin, the accuracy of its faces as a bar against the
-    diagonal (perfect calibration), the gap to it shaded, and the share of faces per bin.
+    diagonal (perfect calibration), the gap to the bin's mean confidence hatched, and the
+    share of faces per bin.
 
     Args:
         panels: panel name → bins from :func:`ferkit.calibration.reliability_bins`.
@@ -214,8 +215,11 @@ def reliability_figure(panels: dict[str, list[dict]], title: str = "") -> Figure
         confidence = [row["confidence"] for row in filled]
         axis.bar(centres, accuracy, width=width, color="tab:blue", edgecolor="white",
                  label="accuracy")  # fmt: skip
-        axis.bar(centres, np.subtract(confidence, accuracy), bottom=accuracy, width=width,
-                 color="tab:red", alpha=0.3, label="gap to confidence")  # fmt: skip
+        # The gap, hatched, from accuracy up (over-confident) or down (under-confident) to the
+        # bin's mean confidence.
+        axis.bar(centres, np.abs(np.subtract(confidence, accuracy)),
+                 bottom=np.minimum(confidence, accuracy), width=width, facecolor="none",
+                 edgecolor="tab:red", hatch="///", lw=0.8, label="gap to confidence")  # fmt: skip
         axis.bar(centres, [row["count"] / total for row in filled], width=width * 0.4,
                  color="gray", alpha=0.6, label="share of faces")  # fmt: skip
         axis.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
