@@ -352,7 +352,7 @@ def calibrate_model(
     """
     from ferkit.checkpoint import resolve_checkpoint
     from ferkit.ensemble import ENSEMBLE_FILE
-    from ferkit.evaluation import align_labels, load_split
+    from ferkit.evaluation import align_labels, load_split, restrict_to_classes
     from ferkit.inference import Predictor
     from ferkit.io import read_json, write_json
 
@@ -363,6 +363,8 @@ def calibrate_model(
         )
     predictor = Predictor.from_run(model, device=device, backend="torch")
     dataset = load_split(data, split, skip_bad_rows)
+    # Faces of classes the model lacks (FER+'s Contempt for a FER2013 model) are left out.
+    dataset, _ = restrict_to_classes(dataset, predictor.class_names)
     labels = align_labels(dataset, predictor.class_names)
     scores = scores_from_probabilities(
         predictor.predict_proba(dataset.images, batch_size=batch_size, calibrated=False)

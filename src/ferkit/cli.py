@@ -36,6 +36,7 @@ def _add_training_options(parser: argparse.ArgumentParser, cross_validation: boo
         PRECISIONS,
         SCHEDULES,
         SPLITS,
+        TARGETS,
         TTAS,
         TrainConfig,
     )
@@ -79,6 +80,12 @@ def _add_training_options(parser: argparse.ArgumentParser, cross_validation: boo
     parser.add_argument("--momentum", type=float, default=defaults.momentum)
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    parser.add_argument(
+        "--targets",
+        choices=TARGETS,
+        default=defaults.targets,
+        help="majority: one label per face; votes: FER+'s vote distributions (default: majority)",
+    )
     parser.add_argument(
         "--class-weighting", action="store_true", help="inverse-frequency class weights"
     )
@@ -154,6 +161,7 @@ def _training_config(arguments: argparse.Namespace):
         momentum=arguments.momentum,
         weight_decay=arguments.weight_decay,
         label_smoothing=arguments.label_smoothing,
+        targets=arguments.targets,
         schedule=arguments.schedule,
         warmup_epochs=arguments.warmup_epochs,
         min_lr_ratio=arguments.min_lr_ratio,
@@ -198,6 +206,8 @@ def _command_explore(arguments) -> int:
     print(result["table"])
     if result["skipped"]:
         print(result["skipped_summary"])
+    if result["excluded"]:
+        print(result["excluded_summary"])
     print(f"wrote {result['label_distribution']} and {result['samples']}")
     return 0
 

@@ -13,6 +13,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SPLITS = ("stratified", "usage")
 SCHEDULES = ("step", "cosine")
 DISTILL_MODES = ("online", "offline")
+TARGETS = ("majority", "votes")
 TTAS = ("none", "flip", "shift")  # = ferkit.runtime.TTA_MODES (kept torch-free here)
 
 
@@ -49,6 +50,9 @@ class TrainConfig:
     momentum: float = 0.9  # SGD momentum (ignored by Adam/AdamW)
     weight_decay: float = 0.0  # L2 (adam, sgd) or decoupled (adamw) weight decay
     label_smoothing: float = 0.0  # cross-entropy label smoothing (0-1)
+    # majority: each face's one label; votes: the annotators' vote distribution (FER+ only),
+    # Barsoum et al.'s "probability" scheme (cross-entropy against the distribution)
+    targets: str = "majority"
     class_weighting: bool = False  # weight the loss by inverse class frequency of the train set
     ema_decay: float = 0.0  # exponential moving average of weights per step (0: off; e.g. 0.999)
     teacher: str = ""  # knowledge distillation from this run/ensemble folder ("": off)
@@ -94,6 +98,7 @@ class TrainConfig:
             "schedule": SCHEDULES,
             "tta": TTAS,
             "distill_mode": DISTILL_MODES,
+            "targets": TARGETS,
         }
         for name, valid in choices.items():
             value = getattr(self, name)

@@ -115,6 +115,7 @@ def train_one_epoch(
     distributed: Distributed | None = None,
     scaler: torch.amp.GradScaler | None = None,
     teacher_probabilities: torch.Tensor | None = None,
+    soft_labels: torch.Tensor | None = None,
 ) -> dict:
     """Train one pass over ``images`` (uint8 N×H×W) in shuffled, augmented batches.
 
@@ -124,7 +125,9 @@ def train_one_epoch(
     predictions (knowledge distillation, weight ``config.distill_weight``). Offline
     distillation passes ``teacher_probabilities`` instead: one softened distribution per face
     of ``images`` (see :func:`offline_teacher_probabilities`), mixed along with the labels
-    under MixUp/CutMix.
+    under MixUp/CutMix. ``soft_labels`` (N x classes, rows summing to 1; FER+'s vote
+    distributions) replace the one-hot targets in the loss; accuracy is still counted against
+    ``labels``.
 
     Returns:
         ``{"loss", "accuracy", "seconds", "images_per_second"}`` over the epoch.
@@ -180,10 +183,11 @@ def train_one_epoch(
         if config.random_erasing:
             inputs = random_erasing(inputs, generator, config.random_erasing)
         targets = labels[indices]
-        loss_targets = targets
+        loss_targets = targets if soft_labels is None else soft_labels[indices]
         teacher_batch = None if teacher_probabilities is None else teacher_probabilities[indices]
         if config.mixup or config.cutmix:
-            soft = functional.one_hot(targets, num_classes).float()
+            soft = loss_targets if soft_labels is not None else (
+                functional.one_hot(targets, num_classes).float())  # fmt: skip
             if teacher_batch is not None:  # mix the teacher's targets with the same partners
                 soft = torch.cat([soft, teacher_batch], dim=1)
             inputs, soft = mix_batch(inputs, soft, generator, config.mixup, config.cutmix)
@@ -586,6 +590,11 @@ def fit(
         )
     if tuple(train_set.class_names) != tuple(val_set.class_names):
         raise FerkitError("training and validation sets have different class lists")
+    if config.targets == "votes" and train_set.votes is None:
+        raise FerkitError(
+            f"targets='votes' needs each face's vote distribution (a FER+ folder); "
+            f"{config.data or train_set.source} has one label per face (use --targets majority)"
+        )
     last_bundle = find_last(run_dir)
     if config.resume and last_bundle is None:
         raise FerkitError(f"{run_dir}: nothing to resume (no complete {LAST}/ checkpoint there)")
@@ -683,12 +692,14 @@ def fit(
             "train_size": len(train_set),
             "val_size": len(val_set),
             "seed": config.seed,
+            "targets": config.targets,
             "git_commit": git_commit(),
             "config": config.to_dict(),
         },
     }
     train_images = torch.from_numpy(train_set.images)
     train_labels = torch.from_numpy(train_set.labels)
+    soft_labels = torch.from_numpy(train_set.votes) if config.targets == "votes" else None
     teacher_probabilities = None
     if teachers and config.distill_mode == "offline":
         began = time.perf_counter()
@@ -711,7 +722,7 @@ def fit(
             stats = train_one_epoch(
                 trained, train_images, train_labels, optimizer, config, epoch, device,
                 autocast_dtype, normalization, class_weights, ema, teachers, distributed, scaler,
-                teacher_probabilities,
+                teacher_probabilities, soft_labels,
             )  # fmt: skip
             # With EMA, the averaged weights are the model that is validated and kept.
             evaluated = ema.module if ema is not None else model
@@ -821,7 +832,13 @@ def train(config: TrainConfig, log=print) -> FitResult:
         >>> result.metrics["accuracy"]  # doctest: +SKIP
         0.97
     """
-    from ferkit.data import describe_skipped, load_fer2013, split_dataset, write_skipped
+    from ferkit.data import (
+        describe_excluded,
+        describe_skipped,
+        load_fer2013,
+        split_dataset,
+        write_skipped,
+    )
 
     config.validate()
     if not from_environment().is_main:
@@ -830,6 +847,8 @@ def train(config: TrainConfig, log=print) -> FitResult:
     if dataset.skipped:
         listing = write_skipped(dataset, config.out)
         log(f"{describe_skipped(dataset.skipped)} (all listed in {listing})")
+    if dataset.excluded:
+        log(describe_excluded(dataset))
     train_set, val_set = split_dataset(dataset, config.split, config.val_fraction, config.seed)
     log(
         f"data: {dataset.source}: {len(dataset)} faces → {len(train_set)} train, "
