@@ -125,9 +125,10 @@ def test_predictor_applies_the_card_temperature(run_dir):
     not all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnx", "onnxscript")),
     reason="needs the onnx extras",
 )
-def test_onnx_export_carries_the_temperature_and_passes_parity(run_dir, tmp_path):
+def test_onnx_export_carries_the_temperature_and_passes_parity(run_dir, tmp_path, monkeypatch):
     from ferkit.export import export_onnx
 
+    monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))  # the ONNX backend's cache
     set_temperature(run_dir, 3.0)
     result = export_onnx(run_dir, tmp_path / "model.onnx")
     assert result["max_abs_difference"] <= 1e-4
@@ -139,8 +140,13 @@ def test_onnx_export_carries_the_temperature_and_passes_parity(run_dir, tmp_path
     assert np.abs(calibrated - torch_predictor.predict_proba(faces)).max() < 1e-4
     raw = torch_predictor.predict_proba(faces, calibrated=False)
     assert np.abs(calibrated - raw).max() > 1e-3  # the temperature really is in the graph
-    with pytest.raises(FerkitError, match="PyTorch backend"):
+    with pytest.raises(FerkitError, match="PyTorch model it was exported from"):
         onnx_predictor.predict_proba(faces, calibrated=False)
+    # A PyTorch model switched to ONNX Runtime: calibrated from the graph, raw from PyTorch.
+    switched = Predictor.from_run(run_dir, device="cpu", backend="onnx")
+    assert switched.backend == "onnx"
+    assert np.abs(switched.predict_proba(faces) - calibrated).max() < 1e-4
+    assert np.abs(switched.predict_proba(faces, calibrated=False) - raw).max() < 1e-6
 
 
 def test_calibrate_model_writes_the_card_and_refuses_onnx(run_dir, tmp_path):

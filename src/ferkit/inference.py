@@ -311,21 +311,24 @@ class Predictor:
 
         Raises:
             FerkitError: ``calibrated=False`` for an exported ONNX file with a temperature
-                inside its graph.
+                inside its graph (a PyTorch model switched to ONNX Runtime answers with
+                PyTorch then).
 
         Example:
             >>> predictor.predict_proba(np.zeros((2, 48, 48), np.uint8)).shape  # doctest: +SKIP
             (2, 7)
         """
         faces = np.asarray(faces, dtype=np.uint8)
-        if self.onnx is not None and not calibrated and self.temperature != 1.0:
+        # The ONNX graph has the temperature inside; without it, only PyTorch can answer.
+        use_onnx = self.onnx is not None and (calibrated or self.temperature == 1.0)
+        if self.onnx is not None and not use_onnx and self.model is None:
             raise FerkitError(
                 f"{self.location}: the ONNX graph applies the temperature; uncalibrated "
-                "probabilities need the PyTorch backend"
+                "probabilities need the PyTorch model it was exported from"
             )
         if len(faces) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        if self.onnx is not None:
+        if use_onnx:
             return self.onnx.predict_proba(faces, batch_size)
         member_logits = []
         for model, card in self.members:
