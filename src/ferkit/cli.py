@@ -223,6 +223,12 @@ def _command_train(arguments) -> int:
         f"best epoch {result.best_epoch}: validation accuracy {result.metrics['accuracy']:.2%}, "
         f"macro-F1 {result.metrics['macro_f1']:.3f}"
     )
+    calibration = result.card.get("calibration")
+    if calibration:
+        print(
+            f"calibration: temperature {calibration['temperature']:.3f} fitted on the validation "
+            f"split, ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f}"
+        )
     print(f"run folder: {result.run_dir}")
     return 0
 
