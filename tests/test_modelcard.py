@@ -64,6 +64,12 @@ def test_ferkit_info_on_a_run_folder_and_a_bad_path(tmp_path, capsys):
     assert "not a model" in capsys.readouterr().err
     assert load_model_card(tmp_path)["architecture"] == "seed"
     assert format_model_card({"architecture": "x"}).count("## ") >= 5
+    ensemble = {"format": "ferkit-ensemble", "members": [{"architecture": "vgg"},
+                {"architecture": "seed"}], "calibration": {"temperature": 0.95, "fitted_on": "x",
+                **{f"{key}_{when}": 0.1 for key in ("ece", "nll", "brier")
+                   for when in ("before", "after")}}}  # fmt: skip
+    text = format_model_card(ensemble, "ens")
+    assert "an ensemble of 2 models (vgg, seed)" in text and "T = 0.950" in text
 
 
 def test_serve_model_card_and_min_confidence(tmp_path):

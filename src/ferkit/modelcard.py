@@ -185,7 +185,8 @@ def format_model_card(card: dict, name: str = "model") -> str:
         size = card["input_size"]
         summary += f", input {size[0]}x{size[1]} {card.get('color', 'grayscale')}"
     if card.get("members"):
-        summary += f", an ensemble of {len(card['members'])} models"
+        architectures = ", ".join(str(member.get("architecture")) for member in card["members"])
+        summary += f", an ensemble of {len(card['members'])} models ({architectures})"
     lines += [summary + ".", "", f"Classes: {', '.join(names)}.", ""]
     default = " (ferkit's statement for every model)"
     sections = (
