@@ -288,6 +288,10 @@ def _command_calibrate(arguments) -> int:
         skip_bad_rows=arguments.skip_bad_rows,
         device=arguments.device,
     )
+    if result["skipped"]:
+        from ferkit.data import describe_skipped
+
+        print(describe_skipped(result["skipped"]))
     print(format_calibration(result))
     print(f"wrote the temperature into {result['card_path']}")
     if arguments.out:
