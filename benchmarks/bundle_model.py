@@ -28,6 +28,7 @@ from ferkit.data.ferplus import FERPLUS_CLASS_NAMES
 from ferkit.evaluation import classification_metrics, vote_metrics
 from ferkit.inference import Predictor
 from ferkit.io import read_json, write_json
+from ferkit.modelcard import responsible_use_fields
 from ferkit.models import model_cost
 from ferkit.pretrained import BUNDLED_MODELS, FOLDER
 
@@ -97,6 +98,8 @@ def main() -> None:
     if arguments.git_commit:
         card.setdefault("training", {})["git_commit"] = arguments.git_commit
     card["recipe"] = {"command": arguments.command, "config": card["training"].get("config")}
+    # What the model is for and not for, and FER2013's known limits (ferkit info shows them).
+    card.update(responsible_use_fields())
     if arguments.notes:
         card["recipe"]["notes"] = arguments.notes
     shutil.copyfile(stem.with_suffix(".safetensors"), FOLDER / f"{arguments.name}.safetensors")

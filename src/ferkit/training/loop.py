@@ -277,6 +277,7 @@ def evaluate(
     )
     probabilities = torch.softmax(logits, dim=1)
     result = {
+        "logits": logits.numpy(),
         "probabilities": probabilities.numpy(),
         "predictions": probabilities.argmax(dim=1).numpy(),
     }
@@ -561,7 +562,8 @@ def fit(
     The run folder (``config.out``) receives ``config.json``, the ``best`` checkpoint
     (``best.safetensors`` + ``best.json`` model card), the ``last/`` bundle for ``--resume``,
     ``history.json``/``.csv``/``.png``, ``metrics.json`` and ``confusion_matrix.png`` for the
-    validation set.
+    validation set, and ``calibration.json`` and ``reliability_diagram.png``: the temperature
+    fitted on the validation logits (stored in ``best.json``) and ECE/NLL/Brier before/after.
 
     Example:
         >>> from ferkit.data.synth import make_synthetic_dataset
@@ -573,6 +575,7 @@ def fit(
         >>> len(result.history), (result.run_dir / "best.safetensors").exists()
         (1, True)
     """
+    from ferkit.calibration import calibrate_validation
     from ferkit.checkpoint import load_checkpoint
     from ferkit.plots import plot_confusion_matrix, plot_history
 
@@ -807,6 +810,10 @@ def fit(
         "validation_macro_f1": metrics["macro_f1"],
         "per_class_recall": {name: row["recall"] for name, row in metrics["per_class"].items()},
     }
+    # Temperature scaling on the validation logits: calibration.json, reliability_diagram.png.
+    best_card["calibration"] = calibrate_validation(
+        validation["logits"], val_set.labels, run_dir if distributed.is_main else None
+    )
     if distributed.is_main:
         write_json(run_dir / "best.json", best_card)
     distributed.barrier()
