@@ -28,13 +28,13 @@ from ferkit.data.ferplus import FERPLUS_CLASS_NAMES
 from ferkit.evaluation import classification_metrics, vote_metrics
 from ferkit.inference import Predictor
 from ferkit.io import read_json, write_json
-from ferkit.modelcard import responsible_use_fields
+from ferkit.modelcard import FERPLUS_DATA, responsible_use_fields
 from ferkit.models import model_cost
 from ferkit.pretrained import BUNDLED_MODELS, FOLDER
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data"
 FER2013_DATA = SHARED / "fer2013-train-publictest.csv.gz"
-FERPLUS_DATA = SHARED / "ferplus"
+FERPLUS_FOLDER = SHARED / "ferplus"
 
 
 def main() -> None:
@@ -58,7 +58,7 @@ def main() -> None:
     arguments = parser.parse_args()
     class_names = Predictor.from_run(arguments.run, device="cpu").class_names
     ferplus = tuple(class_names) == FERPLUS_CLASS_NAMES
-    data = arguments.data or str(FERPLUS_DATA if ferplus else FER2013_DATA)
+    data = arguments.data or str(FERPLUS_FOLDER if ferplus else FER2013_DATA)
     dataset = load_fer2013(data)
     public = dataset.subset(dataset.usage == "PublicTest")
     split_name = "FER+ Valid" if ferplus else "PublicTest"
@@ -99,7 +99,7 @@ def main() -> None:
         card.setdefault("training", {})["git_commit"] = arguments.git_commit
     card["recipe"] = {"command": arguments.command, "config": card["training"].get("config")}
     # What the model is for and not for, and FER2013's known limits (ferkit info shows them).
-    card.update(responsible_use_fields())
+    card.update(responsible_use_fields(FERPLUS_DATA if ferplus else None))
     if arguments.notes:
         card["recipe"]["notes"] = arguments.notes
     shutil.copyfile(stem.with_suffix(".safetensors"), FOLDER / f"{arguments.name}.safetensors")

@@ -1,10 +1,12 @@
-"""Calibration and abstention of the bundled models on FER2013 PublicTest (docs/accuracy.md).
+"""Calibration and abstention of the bundled models on their validation split (docs/accuracy.md).
 
 Usage:
-    .venv/bin/python benchmarks/calibration.py [--data CSV] [--out DIR] [--update-cards]
+    .venv/bin/python benchmarks/calibration.py [--models NAME ...] [--out DIR] [--update-cards]
 
 Run it after ``ferkit calibrate NAME DATA --split PublicTest`` has stored each bundled model's
-temperature. For every bundled model it computes, from one forward pass over PublicTest:
+temperature. The validation split is FER2013 PublicTest for the FER2013 models and FER+ Valid
+for the FER+ models (ferkit calls both ``PublicTest``). For every bundled model it computes,
+from one forward pass over that split:
 
 - ECE (15 bins), NLL and Brier before and after the card's temperature (fitted and measured on
   the same faces: optimistic);
@@ -40,15 +42,18 @@ from ferkit.calibration import (
     scores_from_probabilities,
     softmax,
 )
+from ferkit.data.ferplus import FERPLUS_CLASS_NAMES
 from ferkit.data.split import stratified_folds
 from ferkit.evaluation import align_labels, load_split
 from ferkit.inference import Predictor
 from ferkit.io import read_json, write_json
-from ferkit.modelcard import responsible_use_fields
+from ferkit.modelcard import FERPLUS_DATA, responsible_use_fields
 from ferkit.plots import reliability_figure, risk_coverage_figure, save_figure
-from ferkit.pretrained import FOLDER, available_bundled_models
+from ferkit.pretrained import ALIASES, FOLDER, available_bundled_models
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/data/fer2013-train-publictest.csv.gz"
+SHARED = Path(__file__).resolve().parents[2] / "shared/data"
+FER2013_DATA = SHARED / "fer2013-train-publictest.csv.gz"
+FERPLUS_DATA_FOLDER = SHARED / "ferplus"
 KEYS = ("ece", "nll", "brier")
 
 
@@ -75,7 +80,8 @@ def noise_floor(probabilities: np.ndarray, draws: int = 200, seed: int = 0) -> f
     values = []
     for _ in range(draws):
         labels = (rng.random((len(probabilities), 1)) > cumulative).sum(axis=1)
-        values.append(expected_calibration_error(probabilities, labels.clip(0, 6)))
+        labels = labels.clip(0, probabilities.shape[1] - 1)
+        values.append(expected_calibration_error(probabilities, labels))
     return float(np.mean(values))
 
 
@@ -108,10 +114,11 @@ def measure(name: str, dataset) -> tuple[dict, dict]:
     return result, figures
 
 
-def update_card(name: str, result: dict, data: str) -> None:
+def update_card(name: str, result: dict, data: str, split: str, faces: int) -> None:
     path = FOLDER / f"{name}.json"
     card = read_json(path)
-    for key, value in responsible_use_fields().items():
+    ferplus = card["class_names"] == list(FERPLUS_CLASS_NAMES)
+    for key, value in responsible_use_fields(FERPLUS_DATA if ferplus else None).items():
         card.setdefault(key, value)
     cross = result["cross_fit"]
     card["calibration"]["note"] = (
@@ -119,11 +126,11 @@ def update_card(name: str, result: dict, data: str) -> None:
         f"cross-fit on PublicTest halves (fit on one, measure on the other) gives ECE "
         f"{cross['before']['ece']:.4f} -> {cross['after']['ece']:.4f}, NLL "
         f"{cross['before']['nll']:.4f} -> {cross['after']['nll']:.4f}; a perfectly calibrated "
-        f"model would score ECE {result['ece_noise_floor']:.3f} on 3,589 faces by chance "
+        f"model would score ECE {result['ece_noise_floor']:.3f} on {faces:,} faces by chance "
         "(benchmarks/calibration.py)."
     )
     card["abstention"] = {
-        "measured_on": f"FER2013 PublicTest ({data}), calibrated probabilities",
+        "measured_on": f"{split} ({data}), calibrated probabilities",
         "thresholds": result["min_confidence"],
         "risk_coverage": result["risk_coverage"],
     }
@@ -132,30 +139,37 @@ def update_card(name: str, result: dict, data: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    canonical = [name for name in available_bundled_models() if name not in ALIASES]
+    parser.add_argument("--models", nargs="+", default=canonical, choices=canonical)
     parser.add_argument("--out", default="docs/images")
     parser.add_argument("--update-cards", action="store_true")
     arguments = parser.parse_args()
-    dataset = load_split(arguments.data, "PublicTest")
     out = Path(arguments.out)
-    results, curves = {}, {}
-    for name in available_bundled_models():
+    results, curves, splits = {}, {}, {}
+    for name in arguments.models:
+        ferplus = read_json(FOLDER / f"{name}.json")["class_names"] == list(FERPLUS_CLASS_NAMES)
+        data, split = (FERPLUS_DATA_FOLDER, "FER+ Valid") if ferplus else (
+            FER2013_DATA, "FER2013 PublicTest")  # fmt: skip
+        if data not in splits:
+            splits[data] = load_split(data, "PublicTest")
+        dataset = splits[data]
         results[name], figures = measure(name, dataset)
-        curves[name] = figures["coverage"]
-        save_figure(reliability_figure(figures["reliability"], f"{name} on PublicTest"),
+        results[name]["data"] = f"{split} ({len(dataset)} faces)"
+        curves[f"{name} ({split})"] = figures["coverage"]
+        save_figure(reliability_figure(figures["reliability"], f"{name} on {split}"),
                     out / f"reliability_{name}.png")  # fmt: skip
         print(name, results[name]["same_split"], results[name]["cross_fit"],
               results[name]["ece_noise_floor"], flush=True)  # fmt: skip
         if arguments.update_cards:
-            update_card(name, results[name], Path(arguments.data).name)
+            update_card(name, results[name], Path(data).name, split, len(dataset))
     save_figure(
-        risk_coverage_figure(curves, "Bundled models on FER2013 PublicTest (calibrated)"),
+        risk_coverage_figure(curves, "Bundled models on their validation split (calibrated)"),
         out / "risk_coverage_bundled.png",
     )
     results["measured"] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": platform.processor() or platform.machine(),
-        "data": f"{arguments.data} (PublicTest, {len(dataset)} faces)",
+        "data": "each model's validation split: FER2013 PublicTest or FER+ Valid",
     }
     write_json(out / "calibration_bundled.json", results)
     print(f"wrote {out}/calibration_bundled.json, risk_coverage_bundled.png, reliability_*.png")

@@ -61,6 +61,26 @@ FER2013_DATA = {
 }
 
 
+#: What is known about FER+, the data of the FER+ models (``ferplus``, the default).
+FERPLUS_DATA = {
+    "name": "FER+ (Barsoum et al., ICMI 2016): FER2013's faces relabelled by 10 annotators each",
+    "description": "FER2013's 48x48 grayscale web faces, each labelled by ten crowd workers "
+    "with 8 expressions (Neutral, Happy, Surprise, Sad, Angry, Disgust, Fear, Contempt) plus "
+    "unknown / not a face; trained on the vote distributions of FER2013Train (28,385 faces "
+    "after leaving out those whose majority is unknown or not a face), selected on "
+    "FER2013Valid (3,555).",
+    "known_limitations": [
+        "The same web images as FER2013 (see its limits): posed and spontaneous mixed, no "
+        "demographic annotations, so fairness across groups is unknown.",
+        "The votes are ten crowd workers' readings of a photo, not what the person felt; the "
+        "probabilities estimate how such annotators would read the face.",
+        "Rare classes: Contempt has 168 training faces by majority and Disgust 191; recall on "
+        "them is low (Contempt near 0).",
+        "Low resolution (48x48 grayscale): colour and fine detail are gone.",
+    ],
+}
+
+
 def responsible_use_fields(training_data: dict | None = None) -> dict:
     """The card fields on use and data, with ferkit's statements (FER2013 data by default).
 
