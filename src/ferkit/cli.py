@@ -303,6 +303,31 @@ def _print_table(results) -> None:
                   + "".join(f"{face.probabilities[name]:>9.3f}" for name in names))  # fmt: skip
 
 
+def _command_explain(arguments) -> int:
+    from ferkit.explain import explain
+
+    results, errors = explain(
+        arguments.inputs,
+        model=arguments.model,
+        out=arguments.out,
+        method=arguments.method,
+        detector=arguments.detector,
+        detector_model=arguments.detector_model,
+        margin=arguments.margin,
+        device=arguments.device,
+        backend=arguments.backend,
+        allow_download=arguments.download_detector,
+    )
+    for message in errors:
+        print(f"error: {message}", file=sys.stderr)
+    for explanation in results:
+        box = explanation.box
+        print(f"{explanation.source}  face at {box.x},{box.y},{box.width},{box.height}  "
+              f"{explanation.label} {explanation.score:.0%}  ({explanation.method})")  # fmt: skip
+    print(f"wrote {len(results)} explanation(s) (overlay .png + map .json) to {arguments.out}")
+    return 1 if errors else 0
+
+
 def _command_ensemble(arguments) -> int:
     from ferkit.ensemble import create_ensemble
 
@@ -489,6 +514,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: ONNX Runtime if installed; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
     )
     predict.set_defaults(handler=_command_predict)
+
+    explain = commands.add_parser(
+        "explain", help="where on each face the model looked (Grad-CAM or occlusion)"
+    )
+    explain.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    explain.add_argument("--out", required=True, help="folder for the overlays and maps")
+    explain.add_argument(
+        "--model",
+        default="default",
+        help="run folder, checkpoint, ensemble folder, exported .onnx file, or a bundled "
+        "model: default, small",
+    )
+    explain.add_argument(
+        "--method",
+        choices=("auto", "gradcam", "occlusion"),
+        default="auto",
+        help="gradcam (PyTorch models) or occlusion (any model); auto: gradcam when possible",
+    )
+    explain.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        default="haar",
+        help="face detector; 'none' when the images already are face crops (default: haar)",
+    )
+    explain.add_argument("--detector-model", help="model file for --detector yunet")
+    _add_download_detector_option(explain)
+    explain.add_argument("--margin", type=float, default=0.2, help="crop margin around a box")
+    explain.add_argument("--device", default="auto", choices=DEVICES)
+    explain.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="engine for the predictions and occlusion (Grad-CAM always runs PyTorch fp32)",
+    )
+    explain.set_defaults(handler=_command_explain)
 
     serve = commands.add_parser("serve", help="web service + page (photo upload, webcam)")
     serve.add_argument("--model", default="default", help="model to serve (default: default)")
