@@ -249,10 +249,16 @@ def _command_evaluate(arguments) -> int:
         device=arguments.device,
         tta=arguments.tta,
         backend=arguments.backend,
+        perturb=arguments.perturb,
     )
     if metrics["skipped"]:
         print(describe_skipped(metrics["skipped"]) + " (all listed in metrics.json)")
     print(format_metrics(metrics))
+    if arguments.perturb:
+        from ferkit.robustness import format_robustness
+
+        print(format_robustness(metrics["robustness"]))
+        print(f"wrote {metrics['output_folder']}/robustness.png")
     print(f"wrote {metrics['output_folder']}/metrics.json and confusion_matrix.png")
     return 0
 
@@ -448,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
     evaluate.add_argument(
         "--backend", choices=BACKENDS, default="torch", help="bf16: PyTorch bfloat16 (faster)"
+    )
+    evaluate.add_argument(
+        "--perturb",
+        action="store_true",
+        help="also score under blur, noise, JPEG, brightness, contrast and rotation "
+        "(3 severities each): a table and robustness.png",
     )
     evaluate.set_defaults(handler=_command_evaluate)
 
