@@ -205,7 +205,7 @@ def format_robustness(report: dict) -> str:
     ]
     for name, item in report["perturbations"].items():
         for row in item["severities"]:
-            drop = f"({-row['accuracy_drop'] * 100:+.2f})"
+            drop = f"({-row['accuracy_drop'] * 100 + 0.0:+.2f})"  # + 0.0: no -0.00
             lines.append(
                 f"{name:<13}{item['parameter']:<38}{row['value']:>8g}"
                 f"{row['accuracy'] * 100:>8.2f} %{drop:>11}{row['macro_f1']:>9.3f}"
