@@ -184,3 +184,24 @@ def test_explain_endpoint_returns_a_map_per_face(trained, test_faces, tmp_path):
     assert client.post("/v1/explain?method=lime", content=buffer.getvalue()).status_code == 400
     assert client.post("/v1/explain", content=b"nothing").status_code == 415
     assert "/v1/explain" in client.get("/static/app.js").text
+
+
+def test_gradcam_hooks_ignore_other_threads_using_the_model(trained, test_faces):
+    """ferkit serve shares one model between threads: another thread's forward pass must not
+    leak into this thread's Grad-CAM hooks."""
+    import threading
+
+    from ferkit.explain import _capture_last_features
+
+    captured = {}
+    handles = _capture_last_features(trained.model, captured)
+    try:
+        other = threading.Thread(target=trained.predict_proba, args=(test_faces[0][:4],))
+        other.start()
+        other.join()
+        assert captured == {}  # the other thread's pass was not captured
+        trained.predict_proba(test_faces[0][:4])
+        assert captured["features"].shape[0] == 4  # this thread's pass was
+    finally:
+        for handle in handles:
+            handle.remove()

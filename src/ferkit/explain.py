@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,15 +126,18 @@ def _capture_last_features(model, captured: dict) -> list:
     order, not definition order, decides, so a ResNet's shortcut convolution is handled.
     """
     last_convolution(model)  # a clear error for a model without one
-    state = {"armed": False}
+    # The model may serve other threads meanwhile (ferkit serve): only this thread's passes count.
+    state = {"armed": False, "thread": threading.get_ident()}
 
     def convolution_ran(module, inputs, output):  # noqa: ARG001
+        if threading.get_ident() != state["thread"]:
+            return None
         state["armed"] = True
         captured["features"] = output
         return output.clone()  # an in-place activation must not overwrite what is kept
 
     def activation_ran(module, inputs, output):  # noqa: ARG001
-        if state["armed"]:
+        if state["armed"] and threading.get_ident() == state["thread"]:
             state["armed"] = False
             captured["features"] = output
             return output.clone()
