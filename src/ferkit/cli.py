@@ -265,10 +265,16 @@ def _command_evaluate(arguments) -> int:
         device=arguments.device,
         tta=arguments.tta,
         backend=arguments.backend,
+        perturb=arguments.perturb,
     )
     if metrics["skipped"]:
         print(describe_skipped(metrics["skipped"]) + " (all listed in metrics.json)")
     print(format_metrics(metrics))
+    if arguments.perturb:
+        from ferkit.robustness import format_robustness
+
+        print(format_robustness(metrics["robustness"]))
+        print(f"wrote {metrics['output_folder']}/robustness.png")
     print(format_probability_report(metrics))
     print(
         f"wrote {metrics['output_folder']}/metrics.json, confusion_matrix.png, "
@@ -351,6 +357,31 @@ def _print_table(results) -> None:
             box = f"{face.box.x},{face.box.y},{face.box.width},{face.box.height}"
             print(f"{result.source:<{width}} {frame:>6} {box:>20}  {face.label:<9}"
                   + "".join(f"{face.probabilities[name]:>9.3f}" for name in names))  # fmt: skip
+
+
+def _command_explain(arguments) -> int:
+    from ferkit.explain import explain
+
+    results, errors = explain(
+        arguments.inputs,
+        model=arguments.model,
+        out=arguments.out,
+        method=arguments.method,
+        detector=arguments.detector,
+        detector_model=arguments.detector_model,
+        margin=arguments.margin,
+        device=arguments.device,
+        backend=arguments.backend,
+        allow_download=arguments.download_detector,
+    )
+    for message in errors:
+        print(f"error: {message}", file=sys.stderr)
+    for explanation in results:
+        box = explanation.box
+        print(f"{explanation.source}  face at {box.x},{box.y},{box.width},{box.height}  "
+              f"{explanation.label} {explanation.score:.0%}  ({explanation.method})")  # fmt: skip
+    print(f"wrote {len(results)} explanation(s) (overlay .png + map .json) to {arguments.out}")
+    return 1 if errors else 0
 
 
 def _command_ensemble(arguments) -> int:
@@ -474,6 +505,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--backend", choices=BACKENDS, default="torch", help="bf16: PyTorch bfloat16 (faster)"
     )
+    evaluate.add_argument(
+        "--perturb",
+        action="store_true",
+        help="also score under blur, noise, JPEG, brightness, contrast and rotation "
+        "(3 severities each): a table and robustness.png",
+    )
     evaluate.set_defaults(handler=_command_evaluate)
 
     calibrate = commands.add_parser(
@@ -571,6 +608,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: ONNX Runtime if installed; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
     )
     predict.set_defaults(handler=_command_predict)
+
+    explain = commands.add_parser(
+        "explain", help="where on each face the model looked (Grad-CAM or occlusion)"
+    )
+    explain.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    explain.add_argument("--out", required=True, help="folder for the overlays and maps")
+    explain.add_argument(
+        "--model",
+        default="default",
+        help="run folder, checkpoint, ensemble folder, exported .onnx file, or a bundled "
+        "model: default, small",
+    )
+    explain.add_argument(
+        "--method",
+        choices=("auto", "gradcam", "occlusion"),
+        default="auto",
+        help="gradcam (PyTorch models) or occlusion (any model); auto: gradcam when possible",
+    )
+    explain.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        default="haar",
+        help="face detector; 'none' when the images already are face crops (default: haar)",
+    )
+    explain.add_argument("--detector-model", help="model file for --detector yunet")
+    _add_download_detector_option(explain)
+    explain.add_argument("--margin", type=float, default=0.2, help="crop margin around a box")
+    explain.add_argument("--device", default="auto", choices=DEVICES)
+    explain.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="engine for the predictions and occlusion (Grad-CAM always runs PyTorch fp32)",
+    )
+    explain.set_defaults(handler=_command_explain)
 
     serve = commands.add_parser("serve", help="web service + page (photo upload, webcam)")
     serve.add_argument("--model", default="default", help="model to serve (default: default)")

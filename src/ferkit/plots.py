@@ -268,3 +268,40 @@ def risk_coverage_figure(curves: dict[str, dict], title: str = "Risk-coverage") 
     axis.legend(loc="lower left")
     figure.tight_layout()
     return figure
+
+
+def plot_robustness(report: dict, path: str | os.PathLike | None = None):
+    """Accuracy against severity (0 = clean) per perturbation, from a robustness report.
+
+    Args:
+        report: :func:`ferkit.robustness.robustness_report`'s result.
+        path: also write the figure to this PNG when given.
+
+    Returns:
+        The Matplotlib figure.
+
+    Example:
+        >>> rows = [{"severity": 1, "accuracy": 0.5}, {"severity": 2, "accuracy": 0.4}]
+        >>> report = {"count": 9, "clean": {"accuracy": 0.6},
+        ...           "perturbations": {"blur": {"parameter": "sigma", "severities": rows}}}
+        >>> plot_robustness(report).axes[0].get_ylabel()
+        'accuracy'
+    """
+    figure, axes = _figure(figsize=(7, 4.5))
+    axis = axes[0, 0]
+    clean = report["clean"]["accuracy"]
+    for name, item in report["perturbations"].items():
+        severities = [0] + [row["severity"] for row in item["severities"]]
+        accuracies = [clean] + [row["accuracy"] for row in item["severities"]]
+        axis.plot(severities, accuracies, "o-", ms=4, label=name)
+    axis.axhline(clean, color="gray", ls="--", lw=1, label="clean")
+    axis.set_xlabel("severity (0: clean)")
+    axis.set_ylabel("accuracy")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_title(f"Robustness ({report['count']} faces)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, ncol=2)
+    figure.tight_layout()
+    if path is not None:
+        save_figure(figure, path)
+    return figure

@@ -270,6 +270,62 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
             },
         }
 
+    async def read_upload(request: Request) -> bytes:
+        """The uploaded image's bytes, in memory, size-capped (raises BadImage)."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
+            raise BadImage(413, f"upload larger than {config.max_upload_mb:g} MB")
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > max_bytes + 64 * 1024:
+                raise BadImage(413, f"upload larger than {config.max_upload_mb:g} MB")
+        data = bytes(data)
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            data = multipart_file(content_type, data)
+        if len(data) > max_bytes:
+            raise BadImage(413, f"upload larger than {config.max_upload_mb:g} MB")
+        return data
+
+    upload_body = {"requestBody": {"content": {
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"}}}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    }}}  # fmt: skip
+
+    @app.post("/v1/explain", openapi_extra=upload_body)
+    async def explain(request: Request, method: str = "auto"):
+        """Faces, emotions and where the model looked: per face a 48x48 map in [0, 1] over
+        the square ``crop`` of the image the model saw (``method``: auto, gradcam, occlusion).
+        """
+        from ferkit.explain import METHODS, explain_image
+
+        started = time.perf_counter()
+        if method not in METHODS:
+            return error(400, f"method {method!r}: choose one of {', '.join(METHODS)}")
+        try:
+            data = await read_upload(request)
+            image, original = await run_in_threadpool(decode_image, data, config.max_pixels)
+            explanations = await run_in_threadpool(explain_image, analyzer, image, method, "upload")
+        except BadImage as bad:
+            return error(bad.status, bad.message)
+        except FerkitError as bad:
+            return error(400, str(bad))
+        scale = original[0] / image.shape[1]  # back to the uploaded image's pixels
+        faces = []
+        for explanation in explanations:
+            entry = explanation.to_dict(decimals=3)
+            entry.pop("raw")
+            entry.pop("source")
+            for part in ("box", "crop"):
+                entry[part].update({key: round(value * scale) for key, value in entry[part].items()
+                                    if key != "score"})  # fmt: skip
+            faces.append(entry)
+        total = round((time.perf_counter() - started) * 1000, 2)
+        return {"image": {"width": original[0], "height": original[1]}, "faces": faces,
+                "timing_ms": {"total": total}}  # fmt: skip
+
     app.state.config = asdict(config)
     return app
 

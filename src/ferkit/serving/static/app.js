@@ -16,13 +16,39 @@ function say(text, warning = false) {
   message.className = warning ? "warning" : "";
 }
 
+const explainToggle = document.getElementById("explain");
+let lastFile = null; // re-analysed when the explanation toggle changes
+
 async function predict(blob) {
   const form = new FormData();
   form.append("file", blob, "image.jpg");
-  const response = await fetch("/v1/predict", { method: "POST", body: form });
+  // With the toggle on, /v1/explain answers like /v1/predict plus a map per face.
+  const route = explainToggle.checked ? "/v1/explain" : "/v1/predict";
+  const response = await fetch(route, { method: "POST", body: form });
   const body = await response.json();
   if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
   return body;
+}
+
+// Jet-like colours (blue → red), transparent where the map is low, drawn over the face's crop.
+function drawSaliency(face, scale) {
+  const rows = face.saliency;
+  const size = rows.length;
+  const heat = document.createElement("canvas");
+  heat.width = heat.height = size;
+  const pixels = heat.getContext("2d").createImageData(size, size);
+  const clamp = (value) => Math.max(0, Math.min(1, value));
+  rows.forEach((row, y) => row.forEach((value, x) => {
+    const offset = 4 * (y * size + x);
+    pixels.data[offset] = 255 * clamp(1.5 - Math.abs(4 * value - 3));
+    pixels.data[offset + 1] = 255 * clamp(1.5 - Math.abs(4 * value - 2));
+    pixels.data[offset + 2] = 255 * clamp(1.5 - Math.abs(4 * value - 1));
+    pixels.data[offset + 3] = 255 * (0.15 + 0.5 * value);
+  }));
+  heat.getContext("2d").putImageData(pixels, 0, 0);
+  context.imageSmoothingEnabled = true;
+  const crop = face.crop;
+  context.drawImage(heat, crop.x * scale, crop.y * scale, crop.side * scale, crop.side * scale);
 }
 
 function draw(source, result) {
@@ -33,6 +59,7 @@ function draw(source, result) {
   const line = Math.max(2, Math.round(canvas.width / 300));
   context.font = `${Math.max(14, Math.round(canvas.width / 35))}px system-ui, sans-serif`;
   facesList.innerHTML = "";
+  result.faces.forEach((face) => { if (face.saliency) drawSaliency(face, scale); });
   result.faces.forEach((face, index) => {
     const box = face.box;
     const [x, y, w, h] = [box.x * scale, box.y * scale, box.width * scale, box.height * scale];
@@ -60,6 +87,7 @@ function draw(source, result) {
 
 async function analyzeFile(file) {
   if (!file) return;
+  lastFile = file;
   say("Analysing…");
   const image = new Image();
   image.src = URL.createObjectURL(file);
@@ -72,6 +100,8 @@ async function analyzeFile(file) {
     URL.revokeObjectURL(image.src);
   }
 }
+
+explainToggle.addEventListener("change", () => { if (!streaming && lastFile) analyzeFile(lastFile); });
 
 const drop = document.getElementById("drop");
 document.getElementById("file").addEventListener("change", (event) => analyzeFile(event.target.files[0]));
