@@ -1,9 +1,11 @@
 """``ferkit predict``: faces and emotions in images, folders, globs and videos.
 
-For each input the detector finds faces, each face is cropped (square, with a margin) and goes
+For each input the detector (YuNet by default) finds faces and their landmarks, each face is
+aligned to FER2013's framing (or cropped square with a margin when it has no landmarks) and goes
 through the eval preprocessing; crops from many images go through the model together. Results
-come back per face (box, detector score, emotion, all probabilities), as a table, JSON or CSV,
-and optionally as annotated copies of the images and videos.
+come back per face (box, landmarks, detector score, emotion, all probabilities) and name the
+detector that ran, as a table, JSON or CSV, and optionally as annotated copies of the images and
+videos.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.detection import FaceBox, create_detector, crop_face
+from ferkit.alignment import face_crop
+from ferkit.detection import DEFAULT_DETECTOR, LANDMARK_NAMES, FaceBox, create_detector
 from ferkit.errors import FerkitError
 from ferkit.io import atomic_write, write_text
 from ferkit.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
@@ -39,11 +42,16 @@ class FaceResult:
     label: str
     score: float
     probabilities: dict[str, float]
+    track: int | None = None  # video: the person's track id (ferkit.tracking)
 
     def to_dict(self) -> dict:
         """JSON-able form."""
-        return {"box": self.box.to_dict(), "emotion": self.label, "emotion_score": self.score,
-                "probabilities": self.probabilities}  # fmt: skip
+        result = {"box": self.box.to_dict(), "landmarks": self.box.landmarks_dict(),
+                  "emotion": self.label, "emotion_score": self.score,
+                  "probabilities": self.probabilities}  # fmt: skip
+        if self.track is not None:
+            result = {"track": self.track, **result}
+        return result
 
 
 @dataclass
@@ -56,10 +64,12 @@ class MediaResult:
     faces: list[FaceResult] = field(default_factory=list)
     frame: int | None = None
     timestamp: float | None = None
+    detector: str | None = None  # the detector that ran (after any fallback)
 
     def to_dict(self) -> dict:
         """JSON-able form."""
-        result = {"source": self.source, "width": self.width, "height": self.height}
+        result = {"source": self.source, "width": self.width, "height": self.height,
+                  "detector": self.detector}  # fmt: skip
         if self.frame is not None:
             result.update(frame=self.frame, timestamp=self.timestamp)
         result["faces"] = [face.to_dict() for face in self.faces]
@@ -151,27 +161,29 @@ class Analyzer:
     def __init__(
         self,
         model: str | os.PathLike = "default",
-        detector: str = "haar",
+        detector: str = DEFAULT_DETECTOR,
         detector_model: str | os.PathLike | None = None,
         margin: float = 0.2,
         device: str = "auto",
         tta: str | None = None,
         batch_size: int = 256,
         backend: str = INFERENCE_BACKEND,
-        allow_download: bool = False,
+        offline: bool = False,
+        align: bool = True,
     ):
         from ferkit.inference import Predictor
 
         self.predictor = Predictor.from_run(model, device=device, tta=tta, backend=backend)
         # OpenCV detectors are not documented as thread-safe: each thread gets its own.
         self._local = threading.local()
-        self._local.detector = create_detector(detector, detector_model, allow_download)
-        # Threads' detectors reuse the file this one resolved (yunet: checked or downloaded
-        # once), so they never download or re-hash it.
-        self.detector_name = detector
+        self._local.detector = create_detector(detector, detector_model, offline)
+        # Threads' detectors reuse what this one resolved (yunet: the file checked or
+        # downloaded once; haar after a fallback), so they never download, re-hash or re-warn.
+        self.detector_name = self._local.detector.name
         self.detector_model = getattr(self._local.detector, "model_path", detector_model)
         # A face crop given with --detector none is used as it is.
         self.margin = 0.0 if detector == "none" else margin
+        self.align = align
         self.batch_size = batch_size
 
     @property
@@ -191,8 +203,8 @@ class Analyzer:
         size = self.predictor.input_size
         crops = [
             # A whole-image "detection" is a face crop: exactly the Predictor's preprocessing.
-            to_face_array(image, size) if detector.name == "none" else crop_face(
-                image, box, self.margin, size)
+            to_face_array(image, size) if detector.name == "none" else face_crop(
+                image, box, size, self.margin, self.align)
             for image, image_boxes in zip(images, boxes)
             for box in image_boxes
         ]  # fmt: skip
@@ -211,7 +223,9 @@ class Analyzer:
                     FaceResult(box, names[best], float(row[best]),
                                {name: float(value) for name, value in zip(names, row)})
                 )  # fmt: skip
-            results.append(MediaResult(source, image.shape[1], image.shape[0], faces))
+            results.append(
+                MediaResult(source, image.shape[1], image.shape[0], faces, detector=detector.name)
+            )
         return results
 
     def analyze_image(self, image: np.ndarray, source: str = "<array>") -> MediaResult:
@@ -300,7 +314,7 @@ class Analyzer:
 def analyze(
     inputs,
     model: str | os.PathLike = "default",
-    detector: str = "haar",
+    detector: str = DEFAULT_DETECTOR,
     detector_model: str | os.PathLike | None = None,
     margin: float = 0.2,
     save: str | os.PathLike | None = None,
@@ -310,7 +324,8 @@ def analyze(
     batch_size: int = 256,
     progress: bool = True,
     backend: str = INFERENCE_BACKEND,
-    allow_download: bool = False,
+    offline: bool = False,
+    align: bool = True,
 ) -> tuple[list[MediaResult], list[str]]:
     """Analyse images, folders, globs and videos; ``ferkit predict``'s Python twin.
 
@@ -331,7 +346,7 @@ def analyze(
         raise FerkitError(f"--every {every}: must be at least 1")
     files, errors = expand_inputs(inputs)
     analyzer = Analyzer(
-        model, detector, detector_model, margin, device, tta, batch_size, backend, allow_download
+        model, detector, detector_model, margin, device, tta, batch_size, backend, offline, align
     )
     save_dir = Path(save) if save is not None else None
     saved_names: set[str] = set()
@@ -387,14 +402,21 @@ def analyze(
     return results, errors
 
 
+LANDMARK_FIELDS = tuple(f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy")
 CSV_FIELDS = ("source", "frame", "timestamp", "face", "x", "y", "width", "height",
-              "detector_score", "emotion", "emotion_score")  # fmt: skip
+              "detector_score", "detector", "track", *LANDMARK_FIELDS, "emotion",
+              "emotion_score")  # fmt: skip
 
 
 def write_csv(results: list[MediaResult], path: str | os.PathLike, class_names=None) -> Path:
     """One row per face (images without faces get one row with empty face fields).
 
-    ``class_names`` names the probability columns (default: taken from the first face).
+    Landmark columns are empty for detectors without landmarks (Haar); ``track`` is the
+    person's id in videos. ``class_names`` names the probability columns (default: taken
+    from the first face).
+
+    Example:
+        >>> write_csv([MediaResult("a.png", 4, 4)], "faces.csv")  # doctest: +SKIP
     """
     if class_names is None:
         class_names = next(
@@ -410,10 +432,12 @@ def write_csv(results: list[MediaResult], path: str | os.PathLike, class_names=N
             writer.writerow(common + [""] * (len(CSV_FIELDS) - 3 + len(class_names)))
         for number, face in enumerate(result.faces, start=1):
             box = face.box
+            landmarks = ([round(float(value), 1) for point in box.landmarks for value in point]
+                         if box.landmarks is not None else [""] * len(LANDMARK_FIELDS))  # fmt: skip
             writer.writerow(
                 common
-                + [number, box.x, box.y, box.width, box.height, round(box.score, 4), face.label,
-                   round(face.score, 6)]
+                + [number, box.x, box.y, box.width, box.height, round(box.score, 4),
+                   result.detector, face.track, *landmarks, face.label, round(face.score, 6)]
                 + [round(face.probabilities[name], 6) for name in class_names]
             )  # fmt: skip
     return write_text(path, buffer.getvalue())
