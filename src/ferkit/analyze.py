@@ -25,6 +25,7 @@ from ferkit.detection import DEFAULT_DETECTOR, LANDMARK_NAMES, FaceBox, create_d
 from ferkit.errors import FerkitError
 from ferkit.io import atomic_write, write_text
 from ferkit.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
+from ferkit.tracking import DEFAULT_SMOOTHING, FaceTracker, write_track_outputs
 
 #: Inference engine for predict and serve: torch | onnx | auto | bf16 (see Predictor.from_run).
 INFERENCE_BACKEND = "auto"
@@ -133,6 +134,8 @@ def annotate(image: np.ndarray, faces: list[FaceResult]) -> np.ndarray:
         cv2.rectangle(canvas, (box.x, box.y), (box.x + box.width, box.y + box.height), color,
                       thickness)  # fmt: skip
         text = f"{face.label} {face.score:.0%}"
+        if face.track is not None:
+            text = f"#{face.track} {text}"
         scale = max(0.4, box.width / 220)
         (text_width, text_height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         top = max(0, box.y - text_height - 8)
@@ -147,6 +150,20 @@ def annotate(image: np.ndarray, faces: list[FaceResult]) -> np.ndarray:
         filled = box.x + round(box.width * face.score)
         cv2.rectangle(canvas, (box.x, bar_top), (filled, bar_bottom), color, -1)
     return canvas
+
+
+def _track(tracker: FaceTracker, result: MediaResult, gap: int) -> None:
+    """Give ``result``'s faces their track ids and smoothed probabilities (label follows)."""
+    if not result.faces:
+        tracker.update([], None, gap)
+        return
+    names = list(result.faces[0].probabilities)
+    raw = np.array([[face.probabilities[name] for name in names] for face in result.faces])
+    ids, smoothed = tracker.update([face.box for face in result.faces], raw, gap)
+    for face, track, row in zip(result.faces, ids, smoothed):
+        best = int(np.argmax(row))
+        face.track, face.label, face.score = track, names[best], float(row[best])
+        face.probabilities = {name: float(value) for name, value in zip(names, row)}
 
 
 class Analyzer:
@@ -239,15 +256,20 @@ class Analyzer:
         save: Path | None = None,
         progress=True,
         output_name: str | None = None,
+        smoothing: float = DEFAULT_SMOOTHING,
     ):
         """Per analysed frame (every ``every``-th), a :class:`MediaResult` with a timestamp.
 
-        With ``save``, writes an annotated copy of the video (analysed frames annotated) as
-        ``save/output_name`` (default ``<stem>_annotated.mp4``).
+        Faces are linked into tracks (``face.track``, stable ids; :mod:`ferkit.tracking`) and
+        each track's probabilities are smoothed over time (``smoothing``: weight of the past,
+        0 = off). With ``save``, writes an annotated copy of the video (analysed frames
+        annotated with track ids) as ``save/output_name`` (default ``<stem>_annotated.mp4``).
         """
         output_name = output_name or f"{path.stem}_annotated.mp4"
         import cv2
         from tqdm import tqdm
+
+        tracker = FaceTracker(smoothing)
 
         capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
@@ -264,6 +286,7 @@ class Analyzer:
             )  # fmt: skip
             for result, index, frame in zip(frame_results, pending_index, pending):
                 result.frame, result.timestamp = index, round(index / fps, 4)
+                _track(tracker, result, every)  # in frame order, across chunks
                 results.append(result)
                 if writer is not None:
                     writer.write(cv2.cvtColor(annotate(frame, result.faces), cv2.COLOR_RGB2BGR))
@@ -326,11 +349,16 @@ def analyze(
     backend: str = INFERENCE_BACKEND,
     offline: bool = False,
     align: bool = True,
+    smoothing: float = DEFAULT_SMOOTHING,
 ) -> tuple[list[MediaResult], list[str]]:
     """Analyse images, folders, globs and videos; ``ferkit predict``'s Python twin.
 
     A file that cannot be read is reported in the errors and the others still run; an image
-    with no face gives a result with an empty ``faces`` list.
+    with no face gives a result with an empty ``faces`` list. Video faces carry track ids and
+    probabilities smoothed over time (``smoothing``, 0 = off; photos are never smoothed); with
+    ``save``, each video also gets ``<stem>_tracks.csv``/``.json`` and ``<stem>_timeline.png``.
+    ``detector`` defaults to YuNet (Haar with a warning when its file cannot be had and
+    downloads are off, ``offline``); ``align`` crops faces from their landmarks.
 
     Returns:
         (results, errors): one :class:`MediaResult` per image or analysed video frame.
@@ -384,7 +412,10 @@ def analyze(
         if path.suffix.lower() in VIDEO_EXTENSIONS:
             try:
                 name = annotated_name(str(path), ".mp4") if save_dir is not None else None
-                results += analyzer.analyze_video(path, every, save_dir, progress, name)
+                video = analyzer.analyze_video(path, every, save_dir, progress, name, smoothing)
+                if save_dir is not None:
+                    write_track_outputs(video, save_dir, name.removesuffix("_annotated.mp4"))
+                results += video
             except FerkitError as error:
                 errors.append(str(error))
             continue

@@ -307,6 +307,7 @@ def _command_predict(arguments) -> int:
         backend=arguments.backend,
         offline=arguments.offline,
         align=not arguments.no_align,
+        smoothing=arguments.smoothing,
     )
     if results:
         print(f"detector: {results[0].detector}", file=sys.stderr)
@@ -511,6 +512,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--csv", help="also write one CSV row per face to this file")
     predict.add_argument("--save", help="write annotated images/videos to this folder")
     predict.add_argument("--every", type=int, default=1, help="analyse every N-th video frame")
+    predict.add_argument(
+        "--smoothing",
+        type=float,
+        default=0.6,
+        help="videos: weight of the past in each face track's moving average of probabilities "
+        "(0 = off; photos are never smoothed)",
+    )
     predict.add_argument("--batch-size", type=int, default=256)
     predict.add_argument("--no-progress", action="store_true")
     predict.add_argument("--device", default="auto", choices=DEVICES)
