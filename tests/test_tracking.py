@@ -72,7 +72,7 @@ def make_crossing_video(path, frames=36, fps=12.0):
         frame = np.full((480, 640, 3), 70, np.uint8)
         progress = index / (frames - 1)
         xs = (20 + progress * (620 - width - 20), 620 - width - progress * (620 - width - 20))
-        ys = (150, 210)
+        ys = (150, 180)  # 30 px apart: at the crossing one head hides most of the other
         centres = []
         for x, y in zip(xs, ys):
             x = round(x)

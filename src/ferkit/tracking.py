@@ -26,8 +26,13 @@ from ferkit.detection import FaceBox
 DEFAULT_SMOOTHING = 0.6
 #: Frames a track survives without a matching face (occlusion, a missed detection).
 DEFAULT_MAX_MISSED = 10
-#: A detection farther than this from a track's prediction (in face widths) is someone else.
+#: A detection farther than this from a track's prediction (in face widths) is someone else;
+#: the limit grows by a quarter for each frame the track went unseen (its prediction is less
+#: sure the longer the face was hidden).
 MAX_MATCH_DISTANCE = 0.6
+#: Weight of the newest step in a track's velocity (a moving average: the landmarks of a half
+#: hidden face jitter, and one bad step must not send the prediction astray).
+VELOCITY_UPDATE = 0.3
 
 
 def _points(box: FaceBox) -> np.ndarray:
@@ -35,6 +40,23 @@ def _points(box: FaceBox) -> np.ndarray:
     if box.landmarks is not None:
         return np.asarray(box.landmarks, dtype=np.float64)
     return np.array([[box.x + box.width / 2, box.y + box.height / 2]], dtype=np.float64)
+
+
+def _crowded(boxes: list[FaceBox]) -> list[bool]:
+    """Per box: is another face within 1.5 mean face widths (heads are wider than face boxes)?
+
+    Such a face may be partly hidden or hiding another: its landmarks jitter, so its step must
+    not teach the track's velocity, which has to carry it through a crossing.
+    """
+    centres = np.array([[box.x + box.width / 2, box.y + box.height / 2] for box in boxes])
+    widths = np.array([box.width for box in boxes], dtype=np.float64)
+    crowded = []
+    for index in range(len(boxes)):
+        distances = np.hypot(*(centres - centres[index]).T)
+        near = distances < 0.75 * (widths + widths[index])
+        near[index] = False
+        crowded.append(bool(near.any()))
+    return crowded
 
 
 @dataclass
@@ -104,7 +126,9 @@ class FaceTracker:
 
         if costs.size == 0:
             return []
-        gated = np.where(costs <= self.max_distance, costs, 1e6)
+        missed = np.array([track.missed for track in self.tracks], dtype=np.float64)[:, None]
+        limit = self.max_distance * (1.0 + 0.25 * missed)
+        gated = np.where(costs <= limit, costs, 1e6)
         rows, columns = linear_sum_assignment(gated)
         return [(row, column) for row, column in zip(rows, columns) if gated[row, column] < 1e6]
 
@@ -128,6 +152,7 @@ class FaceTracker:
                 track.missed += gap
         self.tracks = [track for track in self.tracks if track.missed <= self.max_missed]
         ids, smoothed = [], []
+        crowded = _crowded(boxes)
         for column, box in enumerate(boxes):
             points = _points(box)
             track = assigned.get(column)
@@ -136,9 +161,9 @@ class FaceTracker:
                 self.next_id += 1
                 self.tracks.append(track)
             else:
-                if len(points) == len(track.points):
+                if len(points) == len(track.points) and not crowded[column]:
                     step = (points - track.points).mean(0) / (gap + track.missed)
-                    track.velocity = 0.5 * track.velocity + 0.5 * step
+                    track.velocity += VELOCITY_UPDATE * (step - track.velocity)
                 track.points, track.width, track.missed = points, float(box.width), 0
             if probabilities is not None:
                 current = np.asarray(probabilities[column], dtype=np.float64)
