@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from ferkit import __version__
 from ferkit.errors import FerkitError
@@ -19,13 +20,44 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_download_detector_option(parser: argparse.ArgumentParser) -> None:
+def _add_detector_options(parser: argparse.ArgumentParser) -> None:
+    # A copy of ferkit.detection.DETECTORS: importing it would load OpenCV for every command.
+    detectors = ("haar", "haar-fast", "yunet", "none")
     parser.add_argument(
-        "--download-detector",
-        action="store_true",
-        help="--detector yunet without --detector-model: download OpenCV zoo's YuNet model "
-        "once into the user cache, SHA-256 checked (FERKIT_ALLOW_DOWNLOAD=1 does the same)",
+        "--detector",
+        choices=detectors,
+        default="yunet",
+        help="face detector (default: yunet, falling back to haar with a warning when its model "
+        "file cannot be had); 'none' when the images already are face crops",
     )
+    parser.add_argument(
+        "--detector-model",
+        help="YuNet ONNX file (default: $FERKIT_YUNET_MODEL, else OpenCV zoo's file from the "
+        "user cache, downloaded there once, SHA-256 checked)",
+    )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="never download the YuNet model file (FERKIT_OFFLINE=1 does the same)",
+    )
+    parser.add_argument(
+        "--no-align",
+        action="store_true",
+        help="crop faces square from the box instead of aligning them from their landmarks",
+    )
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Ferkit's own warnings as one ``warning: ...`` line; others as Python prints them."""
+    from ferkit.errors import FerkitWarning
+
+    if issubclass(category, FerkitWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _PYTHON_SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
+_PYTHON_SHOW_WARNING = warnings.showwarning
 
 
 def _add_training_options(parser: argparse.ArgumentParser, cross_validation: bool = False) -> None:
@@ -328,9 +360,13 @@ def _command_predict(arguments) -> int:
         batch_size=arguments.batch_size,
         progress=not arguments.no_progress,
         backend=arguments.backend,
-        allow_download=arguments.download_detector,
+        offline=arguments.offline,
+        align=not arguments.no_align,
+        smoothing=arguments.smoothing,
         min_confidence=arguments.min_confidence,
     )
+    if results:
+        print(f"detector: {results[0].detector}", file=sys.stderr)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
     if arguments.csv:
@@ -372,7 +408,7 @@ def _command_explain(arguments) -> int:
         margin=arguments.margin,
         device=arguments.device,
         backend=arguments.backend,
-        allow_download=arguments.download_detector,
+        offline=arguments.offline,
     )
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
@@ -441,9 +477,17 @@ def _command_serve(arguments) -> int:
             max_pixels=arguments.max_pixels,
             device=arguments.device,
             backend=arguments.backend,
-            allow_download=arguments.download_detector,
+            offline=arguments.offline,
+            align=not arguments.no_align,
         )
     )
+    return 0
+
+
+def _command_detector_install(arguments) -> int:
+    from ferkit.detector_files import install_yunet_model
+
+    print(f"installed {install_yunet_model(arguments.file)} (SHA-256 checked)")
     return 0
 
 
@@ -452,9 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ferkit.training.config import DEVICES
     from ferkit.training.config import TTAS as TTA_CHOICES
 
-    # Copies of ferkit.detection.DETECTORS and ferkit.inference.BACKENDS: importing those
-    # modules would load OpenCV and torch for every command, --help included.
-    DETECTORS = ("haar", "haar-fast", "yunet", "none")
+    # A copy of ferkit.inference.BACKENDS (and _add_detector_options keeps one of
+    # ferkit.detection.DETECTORS): importing those modules would load OpenCV and torch for
+    # every command, --help included.
     BACKENDS = ("torch", "onnx", "auto", "bf16")
 
     parser = argparse.ArgumentParser(
@@ -575,17 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run folder, checkpoint, ensemble folder, exported .onnx file, or a bundled "
         "model: default, small",
     )
-    predict.add_argument(
-        "--detector",
-        choices=DETECTORS,
-        default="haar",
-        help="face detector; 'none' when the images already are face crops (default: haar)",
-    )
-    predict.add_argument(
-        "--detector-model",
-        help="model file for --detector yunet (default: OpenCV zoo's, from the user cache)",
-    )
-    _add_download_detector_option(predict)
+    _add_detector_options(predict)
     predict.add_argument("--margin", type=float, default=0.2, help="crop margin around a box")
     predict.add_argument(
         "--min-confidence",
@@ -597,6 +631,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--csv", help="also write one CSV row per face to this file")
     predict.add_argument("--save", help="write annotated images/videos to this folder")
     predict.add_argument("--every", type=int, default=1, help="analyse every N-th video frame")
+    predict.add_argument(
+        "--smoothing",
+        type=float,
+        default=0.6,
+        help="videos: weight of the past in each face track's moving average of probabilities "
+        "(0 = off; photos are never smoothed)",
+    )
     predict.add_argument("--batch-size", type=int, default=256)
     predict.add_argument("--no-progress", action="store_true")
     predict.add_argument("--device", default="auto", choices=DEVICES)
@@ -626,14 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="gradcam (PyTorch models) or occlusion (any model); auto: gradcam when possible",
     )
-    explain.add_argument(
-        "--detector",
-        choices=DETECTORS,
-        default="haar",
-        help="face detector; 'none' when the images already are face crops (default: haar)",
-    )
-    explain.add_argument("--detector-model", help="model file for --detector yunet")
-    _add_download_detector_option(explain)
+    _add_detector_options(explain)
     explain.add_argument("--margin", type=float, default=0.2, help="crop margin around a box")
     explain.add_argument("--device", default="auto", choices=DEVICES)
     explain.add_argument(
@@ -646,12 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="web service + page (photo upload, webcam)")
     serve.add_argument("--model", default="default", help="model to serve (default: default)")
-    serve.add_argument("--detector", choices=DETECTORS, default="haar")
-    serve.add_argument(
-        "--detector-model",
-        help="model file for --detector yunet (default: OpenCV zoo's, from the user cache)",
-    )
-    _add_download_detector_option(serve)
+    _add_detector_options(serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-upload-mb", type=float, default=10.0, help="larger uploads: 413")
@@ -666,6 +695,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: ONNX Runtime if installed; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
     )
     serve.set_defaults(handler=_command_serve)
+
+    detector = commands.add_parser("detector", help="manage the YuNet face detector's file")
+    actions = detector.add_subparsers(dest="action", required=True)
+    install = actions.add_parser(
+        "install", help="check a face_detection_yunet_2023mar.onnx's SHA-256, copy it to the cache"
+    )
+    install.add_argument("file", help="the downloaded face_detection_yunet_2023mar.onnx")
+    install.set_defaults(handler=_command_detector_install)
     return parser
 
 
@@ -673,6 +710,7 @@ def main(argv=None) -> int:
     """Run the CLI; returns the exit code (2 for bad input, 130 for Ctrl-C)."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return arguments.handler(arguments)
     except FerkitError as error:

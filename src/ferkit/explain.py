@@ -396,7 +396,7 @@ def explain(
     margin: float = 0.2,
     device: str = "auto",
     backend: str = "auto",
-    allow_download: bool = False,
+    offline: bool = False,
 ) -> tuple[list[FaceExplanation], list[str]]:
     """Explain every face in images, folders and globs; ``ferkit explain``'s Python twin.
 
@@ -418,8 +418,9 @@ def explain(
     if method not in METHODS:
         raise FerkitError(f"--method {method}: choose one of {', '.join(METHODS)}")
     files, errors = expand_inputs(inputs)
+    # The square box crop (not the aligned one), so that the map lies on the photo's pixels.
     analyzer = Analyzer(model, detector, detector_model, margin, device, None, 256, backend,
-                        allow_download)  # fmt: skip
+                        offline, align=False)  # fmt: skip
     folder, used, results = Path(out), set(), []
     for path in files:
         if path.suffix.lower() in VIDEO_EXTENSIONS:

@@ -27,9 +27,10 @@ class ServeConfig:
     """Settings of ``ferkit serve``."""
 
     model: str = "default"  # run folder, checkpoint, ensemble or bundled model name
-    detector: str = "haar"  # face detector: haar | yunet | none
+    detector: str = "yunet"  # face detector: yunet (falls back to haar) | haar | haar-fast | none
     detector_model: str | None = None  # model file for the yunet detector
-    allow_download: bool = False  # yunet without detector_model: may fetch the zoo model once
+    offline: bool = False  # yunet without detector_model: never download the zoo model
+    align: bool = True  # align faces from their landmarks (yunet) before classifying
     host: str = "127.0.0.1"  # interface to listen on
     port: int = 8000  # TCP port
     max_upload_mb: float = 10.0  # larger uploads get 413
@@ -144,7 +145,7 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
     config = config or ServeConfig()
     analyzer = analyzer or Analyzer(
         config.model, config.detector, config.detector_model, device=config.device,
-        backend=config.backend, allow_download=config.allow_download,
+        backend=config.backend, offline=config.offline, align=config.align,
     )  # fmt: skip
     card = analyzer.predictor.card
     model_info = {
@@ -152,7 +153,7 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
         "architecture": card.get("architecture", card.get("format")),
         "class_names": list(analyzer.predictor.class_names),
         "ferkit_version": __version__,
-        "detector": config.detector,
+        "detector": analyzer.detector_name,  # the one that runs (after any fallback)
     }
     card_markdown = format_model_card(card, card.get("bundled_name") or str(config.model))
     max_bytes = int(config.max_upload_mb * 1024 * 1024)
@@ -253,10 +254,13 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
             if scale != 1.0:
                 entry["box"].update({key: round(entry["box"][key] * scale)
                                      for key in ("x", "y", "width", "height")})  # fmt: skip
+                for point in (entry["landmarks"] or {}).values():
+                    point[:] = [round(value * scale, 1) for value in point]
             faces.append(entry)
         finished = time.perf_counter()
         return {
             "image": {"width": original[0], "height": original[1]},
+            "detector": result.detector,
             "faces": faces,
             "model": {
                 "name": model_info["name"],
