@@ -135,8 +135,9 @@ def test_timeline_figure_has_one_panel_per_person():
 
     probabilities = dict.fromkeys(FER2013_CLASS_NAMES, 1 / 7)
     results = [
-        MediaResult("v.mp4", 64, 64, [FaceResult(_box(10, 10), "Happy", 0.2, probabilities, track=track)
-                                      for track in (1, 2)], frame=index, timestamp=index / 10)
+        MediaResult("v.mp4", 64, 64,
+                    [FaceResult(_box(10, 10), "Happy", 0.2, probabilities, track=track)
+                     for track in (1, 2)], frame=index, timestamp=index / 10)
         for index in range(5)
     ]  # fmt: skip
     figure = emotion_timeline_figure(results)
