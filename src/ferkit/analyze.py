@@ -235,7 +235,10 @@ class Analyzer:
         import cv2
         from tqdm import tqdm
 
-        capture = cv2.VideoCapture(str(path))
+        from ferkit.quiet import quiet_third_party
+
+        with quiet_third_party():  # FFmpeg's own line for a broken file; ours follows
+            capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
             raise FerkitError(f"{path}: not a readable video")
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0

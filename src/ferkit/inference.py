@@ -20,6 +20,7 @@ import torch
 from ferkit.checkpoint import load_checkpoint, resolve_checkpoint
 from ferkit.errors import FerkitError
 from ferkit.preprocessing import read_image, to_face_array
+from ferkit.quiet import announce
 from ferkit.runtime import batched_logits, resolve_device
 
 #: Inference engines of a Predictor: PyTorch fp32, ONNX Runtime fp32, ``auto`` (ONNX Runtime
@@ -243,6 +244,8 @@ class Predictor:
         digest.update(str(self.tta).encode())
         path = default_cache_dir() / "onnx" / f"{digest.hexdigest()[:32]}.onnx"
         if not path.is_file():
+            # One line on the first use: the export takes seconds, and the user should know why.
+            announce(f"preparing the model for ONNX Runtime (first use; cached in {path.parent})")
             export_predictor(self, path, name=str(self.location or "model"))
         self.onnx = OnnxPredictor(path)
         self.backend = "onnx"
