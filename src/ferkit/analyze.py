@@ -23,7 +23,7 @@ from ferkit.errors import FerkitError
 from ferkit.io import atomic_write, write_text
 from ferkit.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
 
-#: Inference engine for predict and serve: torch | onnx | auto | bf16 (see Predictor.from_run).
+#: Inference engine for predict and serve: torch | onnx | auto | bf16 | int8 (Predictor.from_run).
 INFERENCE_BACKEND = "auto"
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -314,11 +314,13 @@ def analyze(
     progress: bool = True,
     backend: str = INFERENCE_BACKEND,
     allow_download: bool = False,
+    log=None,
 ) -> tuple[list[MediaResult], list[str]]:
     """Analyse images, folders, globs and videos; ``ferkit predict``'s Python twin.
 
     A file that cannot be read is reported in the errors and the others still run; an image
-    with no face gives a result with an empty ``faces`` list.
+    with no face gives a result with an empty ``faces`` list. ``log`` (a callable taking one
+    line), when given, is told which inference engine runs and why (``--verbose``).
 
     Returns:
         (results, errors): one :class:`MediaResult` per image or analysed video frame.
@@ -336,6 +338,10 @@ def analyze(
     analyzer = Analyzer(
         model, detector, detector_model, margin, device, tta, batch_size, backend, allow_download
     )
+    if log is not None:
+        from ferkit.int8 import describe_backend
+
+        log(f"model: {model}; {describe_backend(analyzer.predictor)}")
     save_dir = Path(save) if save is not None else None
     saved_names: set[str] = set()
 

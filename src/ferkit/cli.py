@@ -284,6 +284,7 @@ def _command_predict(arguments) -> int:
         progress=not arguments.no_progress,
         backend=arguments.backend,
         allow_download=arguments.download_detector,
+        log=(lambda line: print(line, file=sys.stderr)) if arguments.verbose else None,
     )
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
@@ -490,13 +491,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--every", type=int, default=1, help="analyse every N-th video frame")
     predict.add_argument("--batch-size", type=int, default=256)
     predict.add_argument("--no-progress", action="store_true")
+    predict.add_argument(
+        "--verbose", action="store_true", help="say which inference engine runs, and why"
+    )
     predict.add_argument("--device", default="auto", choices=DEVICES)
     predict.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
     predict.add_argument(
         "--backend",
         choices=BACKENDS,
         default="auto",
-        help="auto: ONNX Runtime if installed; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
+        help="auto: ONNX Runtime if installed (a bundled model's INT8 variant on VNNI/AMX "
+        "CPUs); int8: ONNX Runtime INT8; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
     )
     predict.set_defaults(handler=_command_predict)
 

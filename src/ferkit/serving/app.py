@@ -138,6 +138,7 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
     from fastapi.staticfiles import StaticFiles
 
     from ferkit.analyze import Analyzer
+    from ferkit.int8 import backend_info
 
     config = config or ServeConfig()
     analyzer = analyzer or Analyzer(
@@ -151,6 +152,8 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
         "class_names": list(analyzer.predictor.class_names),
         "ferkit_version": __version__,
         "detector": config.detector,
+        # Which engine runs and why (auto: INT8 on VNNI/AMX CPUs for the bundled models).
+        "inference": backend_info(analyzer.predictor),
     }
     max_bytes = int(config.max_upload_mb * 1024 * 1024)
 
