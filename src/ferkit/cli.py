@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Copies of ferkit.detection.DETECTORS and ferkit.inference.BACKENDS: importing those
     # modules would load OpenCV and torch for every command, --help included.
     DETECTORS = ("haar", "haar-fast", "yunet", "none")
-    BACKENDS = ("torch", "onnx", "auto", "bf16")
+    BACKENDS = ("torch", "onnx", "auto", "bf16", "int8")
 
     parser = argparse.ArgumentParser(
         prog="ferkit",
