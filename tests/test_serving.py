@@ -49,6 +49,9 @@ def test_health_model_docs_and_page(client):
     info = client.get("/v1/model").json()
     assert info["model"]["class_names"] == list(FER2013_CLASS_NAMES)
     assert info["card"]["architecture"] == "seed"
+    # which engine runs, and why (a run folder under auto: ONNX Runtime fp32 or PyTorch)
+    assert info["model"]["inference"]["backend"] in ("onnx", "torch")
+    assert info["model"]["inference"]["reason"].startswith("auto: ")
     assert client.get("/docs").status_code == 200
     assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
     page = client.get("/")

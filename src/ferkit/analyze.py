@@ -28,7 +28,7 @@ from ferkit.io import atomic_write, write_text
 from ferkit.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
 from ferkit.tracking import DEFAULT_SMOOTHING, FaceTracker, write_track_outputs
 
-#: Inference engine for predict and serve: torch | onnx | auto | bf16 (see Predictor.from_run).
+#: Inference engine for predict and serve: torch | onnx | auto | bf16 | int8 (Predictor.from_run).
 INFERENCE_BACKEND = "auto"
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -290,9 +290,11 @@ class Analyzer:
         import cv2
         from tqdm import tqdm
 
-        tracker = FaceTracker(smoothing)
+        from ferkit.quiet import quiet_third_party
 
-        capture = cv2.VideoCapture(str(path))
+        tracker = FaceTracker(smoothing)
+        with quiet_third_party():  # FFmpeg's own line for a broken file; ours follows
+            capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
             raise FerkitError(f"{path}: not a readable video")
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
@@ -372,6 +374,7 @@ def analyze(
     align: bool = True,
     smoothing: float = DEFAULT_SMOOTHING,
     min_confidence: float | None = None,
+    log=None,
 ) -> tuple[list[MediaResult], list[str]]:
     """Analyse images, folders, globs and videos; ``ferkit predict``'s Python twin.
 
@@ -383,6 +386,8 @@ def analyze(
     ``save``, each video also gets ``<stem>_tracks.csv``/``.json`` and ``<stem>_timeline.png``.
     ``detector`` defaults to YuNet (Haar with a warning when its file cannot be had and
     downloads are off, ``offline``); ``align`` crops faces from their landmarks.
+    ``log`` (a callable taking one line), when given, is told which inference engine runs
+    and why (``--verbose``).
 
     Returns:
         (results, errors): one :class:`MediaResult` per image or analysed video frame.
@@ -401,6 +406,10 @@ def analyze(
         model, detector, detector_model, margin, device, tta, batch_size, backend, offline, align,
         min_confidence,
     )  # fmt: skip
+    if log is not None:
+        from ferkit.int8 import describe_backend
+
+        log(f"model: {model}; {describe_backend(analyzer.predictor)}")
     save_dir = Path(save) if save is not None else None
     saved_names: set[str] = set()
 

@@ -364,6 +364,7 @@ def _command_predict(arguments) -> int:
         align=not arguments.no_align,
         smoothing=arguments.smoothing,
         min_confidence=arguments.min_confidence,
+        log=(lambda line: print(line, file=sys.stderr)) if arguments.verbose else None,
     )
     if results:
         print(f"detector: {results[0].detector}", file=sys.stderr)
@@ -499,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     # A copy of ferkit.inference.BACKENDS (and _add_detector_options keeps one of
     # ferkit.detection.DETECTORS): importing those modules would load OpenCV and torch for
     # every command, --help included.
-    BACKENDS = ("torch", "onnx", "auto", "bf16")
+    BACKENDS = ("torch", "onnx", "auto", "bf16", "int8")
 
     parser = argparse.ArgumentParser(
         prog="ferkit",
@@ -640,13 +641,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--batch-size", type=int, default=256)
     predict.add_argument("--no-progress", action="store_true")
+    predict.add_argument(
+        "--verbose", action="store_true", help="say which inference engine runs, and why"
+    )
     predict.add_argument("--device", default="auto", choices=DEVICES)
     predict.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
     predict.add_argument(
         "--backend",
         choices=BACKENDS,
         default="auto",
-        help="auto: ONNX Runtime if installed; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
+        help="auto: ONNX Runtime if installed (a bundled model's INT8 variant on VNNI/AMX "
+        "CPUs); int8: ONNX Runtime INT8; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
     )
     predict.set_defaults(handler=_command_predict)
 

@@ -24,6 +24,7 @@ import torch
 from ferkit import __version__
 from ferkit.errors import FerkitError
 from ferkit.io import atomic_write
+from ferkit.quiet import onnxruntime_session_options, quiet_third_party
 
 #: ONNX opset of exported graphs (recorded in the file and its metadata).
 DEFAULT_OPSET = 18
@@ -253,18 +254,19 @@ def quantize_predictor(
         level = root.level
         root.setLevel(logging.ERROR)
         try:
-            quantize_static(
-                str(fp32_path),
-                str(int8_path),
-                Faces(),
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(INT8_OP_TYPES),
-                per_channel=True,
-                reduce_range=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-            )
+            with quiet_third_party():
+                quantize_static(
+                    str(fp32_path),
+                    str(int8_path),
+                    Faces(),
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(INT8_OP_TYPES),
+                    per_channel=True,
+                    reduce_range=True,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                )
         except Exception as error:  # ONNX Runtime raises many types; say which model failed
             raise FerkitError(f"{name}: INT8 quantization failed: {error}") from error
         finally:
@@ -288,7 +290,7 @@ def quantize_predictor(
     # Agreement: PyTorch fp32 (the reference) vs the INT8 graph, on real faces.
     expected = predictor.predict_proba(checked)
     session = onnxruntime.InferenceSession(
-        proto.SerializeToString(), providers=["CPUExecutionProvider"]
+        proto.SerializeToString(), onnxruntime_session_options(), providers=["CPUExecutionProvider"]
     )
     actual = np.concatenate(
         [
@@ -341,16 +343,17 @@ def export_predictor(
     example = torch.zeros(2, 1, size, size)
     batch = torch.export.Dim("batch", min=1, max=65536)
     try:
-        program = torch.onnx.export(
-            graph,
-            (example,),
-            input_names=["faces"],
-            output_names=["probabilities"],
-            dynamic_shapes={"faces": {0: batch}},
-            opset_version=opset,
-            dynamo=True,
-            verbose=False,
-        )
+        with quiet_third_party():  # the exporter's warnings are not the user's business
+            program = torch.onnx.export(
+                graph,
+                (example,),
+                input_names=["faces"],
+                output_names=["probabilities"],
+                dynamic_shapes={"faces": {0: batch}},
+                opset_version=opset,
+                dynamo=True,
+                verbose=False,
+            )
     except Exception as error:  # the exporter raises many types; report which model failed
         raise FerkitError(f"{model}: ONNX export failed: {error}") from error
     proto = program.model_proto
@@ -380,7 +383,7 @@ def export_predictor(
     faces[0], faces[1] = 0, 255
     expected = predictor.predict_proba(faces)
     session = onnxruntime.InferenceSession(
-        proto.SerializeToString(), providers=["CPUExecutionProvider"]
+        proto.SerializeToString(), onnxruntime_session_options(), providers=["CPUExecutionProvider"]
     )
     actual = session.run(None, {"faces": faces[:, None].astype(np.float32)})[0]
     difference = float(np.abs(actual - expected).max())
@@ -413,7 +416,7 @@ class OnnxPredictor:
         path = Path(path)
         if not path.is_file():
             raise FerkitError(f"{path}: no such file")
-        options = onnxruntime.SessionOptions()
+        options = onnxruntime_session_options()
         # ONNX Runtime's worker threads spin after each run by default; in predict/serve the
         # face detector (OpenCV) runs next on the same cores, and the spinning cost it more
         # than it saves (docs/benchmarks.md: photo latency).

@@ -22,14 +22,17 @@ from ferkit.calibration import combine_probabilities, temperature_of
 from ferkit.checkpoint import load_checkpoint, resolve_checkpoint
 from ferkit.errors import FerkitError
 from ferkit.preprocessing import read_image, to_face_array
+from ferkit.quiet import announce
 from ferkit.runtime import batched_logits, resolve_device
 
 #: Inference engines of a Predictor: PyTorch fp32, ONNX Runtime fp32, ``auto`` (ONNX Runtime
-#: when installed and on the CPU, else PyTorch), ``bf16`` (PyTorch with bfloat16 autocast and
+#: when installed and on the CPU, else PyTorch; for a bundled model on a CPU with VNNI/AMX, its
+#: INT8 variant, see ferkit.int8), ``bf16`` (PyTorch with bfloat16 autocast and
 #: channels_last: several times faster on CPUs with AVX-512-BF16/AMX and on GPUs; probabilities
-#: differ from fp32 by about 1e-2 at most). An exported ``.onnx`` file (fp32 or INT8, see
-#: ``ferkit export``) always runs with ONNX Runtime, whatever the backend but ``bf16``.
-BACKENDS = ("torch", "onnx", "auto", "bf16")
+#: differ from fp32 by about 1e-2 at most), ``int8`` (ONNX Runtime INT8 variant, built once into
+#: the cache). An exported ``.onnx`` file (fp32 or INT8, see ``ferkit export``) always runs with
+#: ONNX Runtime, whatever the backend but ``bf16``.
+BACKENDS = ("torch", "onnx", "auto", "bf16", "int8")
 
 
 def _onnxruntime_installed() -> bool:
@@ -78,6 +81,21 @@ class Prediction:
             "best_guess": self.best_guess,
             "probabilities": self.probabilities,
         }
+
+
+def _auto_backend(location, device) -> tuple[str, str]:
+    """``--backend auto``: (the backend, why) for a model on ``device``."""
+    from ferkit.int8 import cpu_runs_int8_fast, int8_instructions
+    from ferkit.pretrained import BUNDLED_MODELS
+
+    if device.type != "cpu" or not _onnxruntime_installed():
+        return "torch", "auto: PyTorch (not the CPU, or ONNX Runtime is not installed)"
+    if str(location) in BUNDLED_MODELS and not Path(location).exists():
+        if cpu_runs_int8_fast():
+            instructions = ", ".join(int8_instructions())
+            return "int8", f"auto: ONNX Runtime INT8 (bundled model; this CPU has {instructions})"
+        return "onnx", "auto: ONNX Runtime fp32 (this CPU has no VNNI/AMX for fast INT8)"
+    return "onnx", "auto: ONNX Runtime fp32 (INT8 is automatic for the bundled models only)"
 
 
 class Predictor:
@@ -137,8 +155,10 @@ class Predictor:
         self.onnx = onnx
         self.backend = "torch" if onnx is None else "onnx"
         self.autocast_dtype = None  # torch.bfloat16 once use_bfloat16() switched the backend
-        # "int8" for a quantized ONNX file (from_onnx)
+        # "int8" for a quantized ONNX file (from_onnx) or INT8 variant (use_onnx_runtime)
         self.quantization = None if onnx is None else onnx.quantization
+        #: Why this backend runs (from_run), e.g. "auto: ONNX Runtime fp32 (...)".
+        self.backend_reason = None
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, tta: str | None = None) -> Predictor:
@@ -211,12 +231,20 @@ class Predictor:
         else:
             model, card = load_checkpoint(location, device=resolved)
             predictor = cls(model, card, resolved, resolve_checkpoint(location), tta)
+        reason = None
         if backend == "auto":
-            backend = "onnx" if resolved.type == "cpu" and _onnxruntime_installed() else "torch"
-        if backend == "onnx":
-            predictor.use_onnx_runtime()
+            backend, reason = _auto_backend(location, resolved)
+        if backend in ("onnx", "int8"):
+            try:
+                predictor.use_onnx_runtime(quantize="int8" if backend == "int8" else None)
+            except FerkitError as error:
+                if reason is None or backend != "int8":
+                    raise
+                predictor.use_onnx_runtime()  # auto never fails for want of INT8
+                reason = f"auto: ONNX Runtime fp32 (the INT8 variant was refused: {error})"
         if backend == "bf16":
             predictor.use_bfloat16()
+        predictor.backend_reason = reason or f"--backend {backend}"
         return predictor
 
     def use_bfloat16(self) -> Predictor:
@@ -239,11 +267,13 @@ class Predictor:
         self.backend = "bf16"
         return self
 
-    def use_onnx_runtime(self) -> Predictor:
+    def use_onnx_runtime(self, quantize: str | None = None) -> Predictor:
         """Run inference with ONNX Runtime from now on (same probabilities within 1e-4).
 
         The ONNX file is exported once per model content and TTA, parity-checked against this
-        predictor, and kept in the user cache (``$FERKIT_CACHE_DIR/onnx``).
+        predictor, and kept in the user cache (``$FERKIT_CACHE_DIR/onnx``). ``quantize="int8"``
+        uses the model's INT8 variant instead (:func:`ferkit.int8.build_int8_variant`: built
+        once, kept only if it passes the agreement check).
         """
         if self.model is None and self.onnx is not None:
             return self  # loaded from an .onnx file: already ONNX Runtime
@@ -260,11 +290,23 @@ class Predictor:
                 digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         digest.update(str(self.tta).encode())
         digest.update(json.dumps(self.temperatures()).encode())
+        if quantize is not None:
+            from ferkit.int8 import CALIBRATION_RECIPE, cached_int8_variant
+
+            digest.update(f"{quantize} {CALIBRATION_RECIPE}".encode())
         path = default_cache_dir() / "onnx" / f"{digest.hexdigest()[:32]}.onnx"
         if not path.is_file():
-            export_predictor(self, path, name=str(self.location or "model"))
+            if quantize is None:
+                # One line on the first use: the export takes seconds; the user should know why.
+                announce(
+                    f"preparing the model for ONNX Runtime (first use; cached in {path.parent})"
+                )
+                export_predictor(self, path, name=str(self.location or "model"))
+            else:
+                cached_int8_variant(self, path)
         self.onnx = OnnxPredictor(path)
-        self.backend = "onnx"
+        self.backend = "onnx" if quantize is None else quantize
+        self.quantization = self.onnx.quantization
         return self
 
     def _need_torch_model(self, what: str) -> None:

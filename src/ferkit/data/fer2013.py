@@ -69,38 +69,44 @@ def _row_error(pixels: bytes) -> str | None:
 def _decode_pixel_rows(buffer: np.ndarray, row_ends: np.ndarray) -> np.ndarray | None:
     """Decode rows of space-separated digits held back to back in ``buffer``.
 
-    ``buffer`` holds each row's pixel field followed by one space; ``row_ends[r]`` is the
-    offset of row ``r``'s trailing space. Returns uint8 (row_count, 2304), or None when any
-    check fails (then the caller re-reads row by row to name the problem).
+    ``buffer`` holds each row's pixel field followed by one space (what lies between fields
+    may be more spaces); ``row_ends[r]`` is the offset of row ``r``'s trailing space. Returns uint8
+    (row_count, 2304), or None when any check fails (then the caller re-reads row by row to
+    name the problem). ``buffer`` is overwritten.
     """
-    # Everything below is element-wise on shifted slices (no index gathers) so it stays in
-    # cache; only the final boolean compress picks one value per token.
+    # All arithmetic is uint8 on shifted slices of the buffer (no wide temporaries: memory
+    # traffic is the cost here); one gather then picks the value at each token's last digit.
     digits = buffer - np.uint8(_ZERO)  # wraps non-digits to values >= 10
     is_digit = digits <= 9
-    if not np.all(is_digit | (buffer == _SPACE)):
+    if np.count_nonzero(is_digit) + np.count_nonzero(buffer == _SPACE) != len(buffer):
         return None
     # A token ends where a digit is followed by a non-digit (the buffer ends with a space).
-    token_end = is_digit[:-1] & ~is_digit[1:]
+    ends = np.flatnonzero(is_digit[:-1] > is_digit[1:])
     row_count = len(row_ends)
-    if np.count_nonzero(token_end) != row_count * PIXELS_PER_FACE:
+    if len(ends) != row_count * PIXELS_PER_FACE:
         return None
     # Every row must hold exactly 2304 values (a short row next to a long one would otherwise
     # pass the total and shift pixels across rows).
-    tokens_before = np.concatenate([[0], np.cumsum(token_end, dtype=np.int64)])
-    if np.any(np.diff(tokens_before[row_ends], prepend=0) != PIXELS_PER_FACE):
+    tokens_before_row_end = np.searchsorted(ends, row_ends)
+    if np.any(np.diff(tokens_before_row_end, prepend=0) != PIXELS_PER_FACE):
         return None
     # Four digits in a row can only be a value >= 1000.
     if np.any(is_digit[3:] & is_digit[2:-1] & is_digit[1:-2] & is_digit[:-3]):
         return None
-    # value(i) = d[i] + 10 d[i-1] + 100 d[i-2], each term only while still inside the token.
-    digits = np.where(is_digit, digits, 0).astype(np.uint16)
+    # value(i) = d[i] + 10 d[i-1] + 100 d[i-2], each term only while still inside the token
+    # (spaces count as 0; the hundreds digit only when d[i-1] is a digit too).
+    digits *= is_digit
     values = digits.copy()
-    values[1:] += 10 * digits[:-1]
-    values[2:] += 100 * (digits[:-2] * is_digit[1:-1])
-    values = values[:-1][token_end]
-    if values.max(initial=0) > 255:
+    values[1:] += digits[:-1] * np.uint8(10)
+    hundreds = np.zeros_like(digits)
+    np.multiply(digits[:-2], is_digit[1:-1], out=hundreds[2:])
+    values += hundreds * np.uint8(100)  # modulo 256: a value over 255 is caught below
+    values, hundreds = values[ends], hundreds[ends]
+    # True value = 100 h + rest: over 255 when h >= 3, or h == 2 and the rest is over 55,
+    # which wraps the uint8 sum below 200.
+    if np.any((hundreds > 2) | ((hundreds == 2) & (values < 200))):
         return None
-    return values.astype(np.uint8).reshape(row_count, PIXELS_PER_FACE)
+    return values.reshape(row_count, PIXELS_PER_FACE)
 
 
 def parse_fer2013_csv(
@@ -136,7 +142,7 @@ def parse_fer2013_csv(
     raw = read_text_bytes(path)
     if raw.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte-order mark from spreadsheet exports
         raw = raw[3:]
-    if not raw.strip():
+    if not raw or raw.isspace():  # (not raw.strip(): that copies the whole text)
         raise DataError(f"{path}: the file is empty")
     if b'"' in raw:  # quoted fields: FER2013 fields never contain commas, so quotes can go
         raw = raw.replace(b'"', b"")
@@ -241,15 +247,19 @@ def parse_fer2013_csv(
         if len(rows) == 0:
             return []
         starts, ends = pixel_starts[rows], pixel_ends[rows]
-        # Pack the chunk's pixel fields into one buffer, a space after each field.
-        buffer = np.empty(int((ends - starts + 1).sum()), dtype=np.uint8)
-        offset = 0
-        for start, end in zip(starts.tolist(), ends.tolist()):
-            buffer[offset : offset + end - start] = data[start:end]
-            offset += end - start
-            buffer[offset] = _SPACE
-            offset += 1
-        decoded = _decode_pixel_rows(buffer, np.cumsum(ends - starts + 1) - 1)
+        # The text from the chunk's first pixel field to its last, with what lies between one
+        # row's pixels and the next's (other fields, line breaks) blanked: one copy, no
+        # per-row Python loop.
+        first = starts[0]
+        buffer = np.empty(int(ends[-1] - first) + 1, dtype=np.uint8)
+        buffer[:-1] = data[first : ends[-1]]
+        buffer[-1] = _SPACE
+        gap_starts, gap_lengths = ends[:-1] - first, starts[1:] - ends[:-1]
+        gap_offsets = np.cumsum(gap_lengths) - gap_lengths
+        buffer[
+            np.repeat(gap_starts - gap_offsets, gap_lengths) + np.arange(int(gap_lengths.sum()))
+        ] = _SPACE
+        decoded = _decode_pixel_rows(buffer, ends - first)
         if decoded is not None:
             images[rows] = decoded
             return []

@@ -140,6 +140,7 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
     from fastapi.staticfiles import StaticFiles
 
     from ferkit.analyze import Analyzer
+    from ferkit.int8 import backend_info
     from ferkit.modelcard import format_model_card
 
     config = config or ServeConfig()
@@ -154,6 +155,8 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
         "class_names": list(analyzer.predictor.class_names),
         "ferkit_version": __version__,
         "detector": analyzer.detector_name,  # the one that runs (after any fallback)
+        # Which engine runs and why (auto: INT8 on VNNI/AMX CPUs for the bundled models).
+        "inference": backend_info(analyzer.predictor),
     }
     card_markdown = format_model_card(card, card.get("bundled_name") or str(config.model))
     max_bytes = int(config.max_upload_mb * 1024 * 1024)

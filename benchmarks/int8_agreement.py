@@ -1,0 +1,102 @@
+"""Benchmark: how faithful the INT8 variant of a model is on real faces, and how fast.
+
+Usage:
+    .venv/bin/python benchmarks/int8_agreement.py [--model small] [--data FER2013.csv.gz]
+        [--split PublicTest] [--rounds 3]
+
+Builds the INT8 variant the way ``--backend int8``/``auto`` does (calibrated on faces ferkit
+draws itself, checked on other drawn faces; ferkit.int8), plus, for comparison, one calibrated
+on 1,024 real Training faces of ``--data``, and scores both against PyTorch fp32 on the
+``--split`` faces: accuracy, top-1 agreement with fp32, largest probability difference. Then it
+times ONNX Runtime fp32 and the drawn-face INT8 variant on one face and at batch 256, in
+interleaved rounds (ratios stay fair on a shared machine). Prints whether this CPU has
+VNNI/AMX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.data import load_fer2013
+from ferkit.export import (
+    OnnxPredictor,
+    export_predictor,
+    load_calibration_faces,
+    quantize_predictor,
+)
+from ferkit.inference import Predictor
+from ferkit.int8 import build_int8_variant, cpu_runs_int8_fast, int8_instructions
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/data/fer2013-train-publictest.csv.gz"
+
+
+def score(name: str, probabilities: np.ndarray, reference: np.ndarray, labels: np.ndarray):
+    accuracy = float((probabilities.argmax(1) == labels).mean())
+    agreement = float((probabilities.argmax(1) == reference.argmax(1)).mean())
+    difference = float(np.abs(probabilities - reference).max())
+    print(f"{name:<38}{accuracy:>9.2%}{agreement:>11.2%}{difference:>10.3f}")
+
+
+def per_face_ms(session: OnnxPredictor, faces: np.ndarray, batch: int, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for first in range(0, len(faces), batch):
+            session.predict_proba(faces[first : first + batch], batch)
+        best = min(best, (time.perf_counter() - start) / len(faces) * 1000)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="small")
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--split", default="PublicTest")
+    parser.add_argument("--rounds", type=int, default=3)
+    arguments = parser.parse_args()
+    dataset = load_fer2013(arguments.data)
+    rows = dataset.usage == arguments.split
+    faces, labels = dataset.images[rows], dataset.labels[rows]
+    predictor = Predictor.from_run(arguments.model, device="cpu", backend="torch")
+    fp32 = predictor.predict_proba(faces)
+    print(f"model {arguments.model}, {len(faces)} {arguments.split} faces; CPU INT8 "
+          f"instructions: {', '.join(int8_instructions()) or 'none (no VNNI/AMX)'}; "
+          f"--backend auto picks {'INT8' if cpu_runs_int8_fast() else 'fp32'} here")  # fmt: skip
+    with tempfile.TemporaryDirectory() as folder:
+        drawn = build_int8_variant(predictor, Path(folder) / "drawn.onnx")
+        calibration, check, description = load_calibration_faces(arguments.data, 1024)
+        real = quantize_predictor(predictor, Path(folder) / "real.onnx", calibration, check)
+        export_predictor(predictor, Path(folder) / "fp32.onnx")
+        sessions = {
+            "ONNX Runtime fp32": OnnxPredictor(Path(folder) / "fp32.onnx"),
+            "INT8, drawn-face calibration": OnnxPredictor(drawn["path"]),
+            "INT8, real Training calibration": OnnxPredictor(real["path"]),
+        }
+        print(f"drawn-face variant: agreement {drawn['agreement']:.2%} on "
+              f"{drawn['check_faces']} drawn check faces; real: {description}")  # fmt: skip
+        print(f"{'variant':<38}{'accuracy':>9}{'agreement':>11}{'max diff':>10}")
+        score("PyTorch fp32 (reference)", fp32, fp32, labels)
+        for name, session in sessions.items():
+            score(name, session.predict_proba(faces), fp32, labels)
+        timed = {name: sessions[name] for name in list(sessions)[:2]}
+        single = {name: [] for name in timed}
+        batched = {name: [] for name in timed}
+        for _ in range(arguments.rounds):  # interleaved: both see the same machine load
+            for name, session in timed.items():
+                single[name].append(per_face_ms(session, faces[:200], 1, 1))
+                batched[name].append(per_face_ms(session, faces[:1024], 256, 1))
+    print(f"{'speed (best of rounds)':<38}{'ms/face, 1':>12}{'faces/s, 256':>14}")
+    for name in timed:
+        print(f"{name:<38}{min(single[name]):>12.3f}{1000 / min(batched[name]):>14.0f}")
+    first, second = list(timed)
+    print(f"INT8 / fp32 speed: one face {min(single[first]) / min(single[second]):.2f}x, "
+          f"batch 256 {min(batched[first]) / min(batched[second]):.2f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
