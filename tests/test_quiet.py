@@ -68,9 +68,11 @@ def test_first_predict_prints_results_and_one_preparing_line_only(tmp_path):
 
     first = predict("face.png")
     assert first.returncode == 0, first.stderr
+    # The preparing line, then the results' own line naming the detector (issue 13).
     assert first.stderr.splitlines() == [
         f"preparing the model for ONNX Runtime (first use; cached in "
-        f"{tmp_path / 'fresh-cache' / 'onnx'})"
+        f"{tmp_path / 'fresh-cache' / 'onnx'})",
+        "detector: none",
     ]
     header, row = first.stdout.splitlines()
     assert header.split()[:2] == ["source", "frame"] and row.startswith("face.png")
@@ -78,5 +80,8 @@ def test_first_predict_prints_results_and_one_preparing_line_only(tmp_path):
 
     second = predict("face.png", "broken.mp4")  # cached: no preparing line; the error is ours
     assert second.returncode == 1
-    assert second.stderr.splitlines() == ["error: broken.mp4: not a readable video"]
+    assert second.stderr.splitlines() == [
+        "detector: none",
+        "error: broken.mp4: not a readable video",
+    ]
     assert second.stdout.splitlines() == [header, row]
