@@ -1,7 +1,7 @@
 """Benchmark: training throughput (images/s) of a model, fp32 vs bf16, channels_last on/off.
 
 Usage:
-    .venv/bin/python benchmarks/train_throughput.py [--arch seed] [--batch-size 256]
+    .venv/bin/python benchmarks/train_throughput.py [--arch classic] [--batch-size 256]
         [--steps 20] [--warmup 3] [--threads N]
 
 Times full training steps (augmentation, forward, backward, optimizer) through
@@ -56,7 +56,7 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="seed")
+    parser.add_argument("--arch", default="classic")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)

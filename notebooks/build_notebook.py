@@ -200,7 +200,7 @@ for name in dataset.class_names:
 markdown(r"""
 ## 5. The CNN
 
-The registered architecture `"seed"` is the notebook's Keras model layer for layer: three blocks
+The registered architecture `"classic"` is the notebook's Keras model layer for layer: three blocks
 of two 3x3 "same" convolutions with ReLU, 2x2 max-pooling, dropout and batch normalisation, then
 dense 128 and dense 64 layers with dropout, batch normalisation and a 7-way output. Keras counts
 batch normalisation's running mean and variance as (non-trainable) parameters, which gives the
@@ -211,7 +211,7 @@ In QUICK mode the training below uses a narrower variant of the same CNN (`MODEL
 
 code(r"""
 print("registered architectures:", list_models())
-model = create_model("seed")
+model = create_model("classic")
 print(model)
 print(f"parameters, counted like Keras: {count_parameters(model):,}")
 trainable = count_parameters(model, include_batchnorm_statistics=False)
@@ -219,7 +219,7 @@ print(f"trainable parameters: {trainable:,}")
 assert count_parameters(model) == 674_759
 
 if QUICK:
-    quick_model = create_model("seed", **MODEL_ARGS)
+    quick_model = create_model("classic", **MODEL_ARGS)
     print(f"\nQUICK mode trains a narrower variant, {MODEL_ARGS}:")
     print(f"{count_parameters(quick_model):,} parameters")
 """)
@@ -246,7 +246,7 @@ code(r"""
 config = TrainConfig(
     data=str(DATA_PATH),
     out=str(WORK / "run"),
-    arch="seed",
+    arch="classic",
     model_args=MODEL_ARGS,
     epochs=EPOCHS,
     lr=1e-3,
@@ -399,9 +399,9 @@ The same steps from a shell:
 
 ```
 ferkit explore DATA --out runs/explore
-ferkit train DATA --out runs/seed --epochs 20 20 --split usage
-ferkit evaluate DATA --model runs/seed --split PrivateTest   # the held-out test split
-ferkit predict face.png --model runs/seed
+ferkit train DATA --out runs/classic --epochs 20 20 --split usage
+ferkit evaluate DATA --model runs/classic --split PrivateTest   # the held-out test split
+ferkit predict face.png --model runs/classic
 ferkit cv DATA --out runs/cv --folds 5
 ```
 

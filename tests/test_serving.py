@@ -48,7 +48,7 @@ def test_health_model_docs_and_page(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     info = client.get("/v1/model").json()
     assert info["model"]["class_names"] == list(FER2013_CLASS_NAMES)
-    assert info["card"]["architecture"] == "seed"
+    assert info["card"]["architecture"] == "classic"
     assert client.get("/docs").status_code == 200
     assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
     page = client.get("/")

@@ -164,7 +164,7 @@ def test_fit_writes_a_complete_run_folder(tmp_path, tiny_split):
     config = json.loads((run / "config.json").read_text())
     assert config["epochs"] == [2, 1] and config["model_args"] == TINY_MODEL
     card = json.loads((run / "best.json").read_text())
-    assert card["architecture"] == "seed"
+    assert card["architecture"] == "classic"
     assert card["arguments"]["channels"] == TINY_MODEL["channels"]
     assert card["class_names"][3] == "Happy"
     assert card["input_size"] == [48, 48]
@@ -268,7 +268,7 @@ def test_last_bundle_survives_a_kill_during_the_swap(tmp_path):
     from ferkit.models import create_model
     from ferkit.training.loop import build_optimizer, find_last, save_last
 
-    model = create_model("seed", **TINY_MODEL)
+    model = create_model("classic", **TINY_MODEL)
     optimizer = build_optimizer(model, TrainConfig())
     card = make_model_card(model, "abcdefg", {"mean": 0.5, "std": 0.25})
     save_last(tmp_path, model, optimizer, card, {"epoch": 1})
@@ -373,11 +373,11 @@ def test_fine_tuning_from_a_run_with_a_different_class_list(tmp_path, tiny_split
     assert any("classifier rebuilt for 3 classes" in line for line in lines)
     card = json.loads((tuned.run_dir / "best.json").read_text())
     assert card["class_names"] == ["calm", "cross", "tense"]
-    assert card["architecture"] == "seed"  # the init model's architecture wins
+    assert card["architecture"] == "classic"  # the init model's architecture wins
     assert card["arguments"]["channels"] == TINY_MODEL["channels"]
     assert card["arguments"]["num_classes"] == 3
     saved = json.loads((tuned.run_dir / "config.json").read_text())
-    assert saved["arch"] == "seed" and saved["init"] == str(base.run_dir)
+    assert saved["arch"] == "classic" and saved["init"] == str(base.run_dir)
 
 
 def test_fine_tuning_with_the_same_classes_copies_every_tensor(tmp_path, tiny_split):
@@ -440,8 +440,8 @@ def test_distillation_loss_is_zero_for_an_identical_teacher(tiny_split):
 
     train_set, _ = tiny_split
     torch.manual_seed(0)
-    student = create_model("seed", **TINY_MODEL)
-    teacher = create_model("seed", **TINY_MODEL)
+    student = create_model("classic", **TINY_MODEL)
+    teacher = create_model("classic", **TINY_MODEL)
     teacher.load_state_dict(student.state_dict())
     # dropout/batch-norm make train-mode outputs differ from eval mode: use a model without them
     student.eval()
@@ -462,7 +462,7 @@ def test_offline_teacher_probabilities_average_the_face_and_its_mirror(tiny_spli
 
     train_set, _ = tiny_split
     torch.manual_seed(0)
-    teachers = [create_model("seed", **TINY_MODEL).eval() for _ in range(2)]
+    teachers = [create_model("classic", **TINY_MODEL).eval() for _ in range(2)]
     table = offline_teacher_probabilities(teachers, train_set.images, temperature=3.0)
     mirrored = train_set.images[:, :, ::-1].copy()
     expected = torch.stack([
@@ -574,7 +574,7 @@ def test_scaler_state_round_trips_through_the_last_bundle(tmp_path):
     scaler = stepped_scaler(5, overflow_at=1)  # backed off once, then 3 good steps
     assert scaler.state_dict()["scale"] == 512.0
     assert scaler.state_dict()["_growth_tracker"] == 3
-    model = create_model("seed", **TINY_MODEL)
+    model = create_model("classic", **TINY_MODEL)
     optimizer = build_optimizer(model, TrainConfig())
     card = make_model_card(model, "abcdefg", {"mean": 0.5, "std": 0.25})
     save_last(tmp_path, model, optimizer, card, {"epoch": 1}, scaler=scaler)
@@ -592,7 +592,7 @@ def test_bundles_without_a_scaler_state_still_resume(tmp_path):
     from ferkit.models import create_model
     from ferkit.training.loop import build_optimizer, load_scaler, save_last
 
-    model = create_model("seed", **TINY_MODEL)
+    model = create_model("classic", **TINY_MODEL)
     optimizer = build_optimizer(model, TrainConfig())
     card = make_model_card(model, "abcdefg", {"mean": 0.5, "std": 0.25})
     bundle = save_last(tmp_path, model, optimizer, card, {"epoch": 1})  # no scaler (bf16, fp32)

@@ -34,7 +34,7 @@ def make_model_card(
 
     Example:
         >>> from ferkit.models import create_model
-        >>> card = make_model_card(create_model("seed"), ["a"] * 7, {"mean": 0.5, "std": 0.25})
+        >>> card = make_model_card(create_model("classic"), ["a"] * 7, {"mean": 0.5, "std": 0.25})
         >>> card["architecture"], card["input_size"]
         ('seed', [48, 48])
     """
@@ -65,7 +65,7 @@ def save_checkpoint(model: torch.nn.Module, stem: str | os.PathLike, card: dict)
     Example:
         >>> import tempfile, pathlib
         >>> from ferkit.models import create_model
-        >>> model = create_model("seed", channels=[8, 8, 8])
+        >>> model = create_model("classic", channels=[8, 8, 8])
         >>> card = make_model_card(model, ["x"] * 7, {"mean": 0.5, "std": 0.25})
         >>> stem = save_checkpoint(model, pathlib.Path(tempfile.mkdtemp()) / "best", card)
         >>> sorted(path.suffix for path in stem.parent.iterdir())
@@ -120,7 +120,7 @@ def load_checkpoint(location: str | os.PathLike, device="cpu") -> tuple[torch.nn
     Example:
         >>> import tempfile, pathlib
         >>> from ferkit.models import create_model
-        >>> model = create_model("seed", channels=[8, 8, 8])
+        >>> model = create_model("classic", channels=[8, 8, 8])
         >>> card = make_model_card(model, ["x"] * 7, {"mean": 0.5, "std": 0.25})
         >>> stem = save_checkpoint(model, pathlib.Path(tempfile.mkdtemp()) / "best", card)
         >>> loaded, card = load_checkpoint(stem.parent)

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit.choices import DETECTORS  # the one list, shared with the CLI
 from ferkit.errors import FerkitError
 from ferkit.preprocessing import FACE_SIZE, to_face_array
 
-DETECTORS = ("haar", "haar-fast", "yunet", "none")
 #: ``haar-fast``: the Haar setting for real time, chosen on benchmarks/detection.py's real-photo
 #: grid (docs/benchmarks.md): a 640x480 photo in ~15 ms instead of ~88 ms, for 62.5 % recall
 #: instead of 72.8 % (faces under ~48 px in a 640-px photo are missed).

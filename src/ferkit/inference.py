@@ -18,16 +18,17 @@ import numpy as np
 import torch
 
 from ferkit.checkpoint import load_checkpoint, resolve_checkpoint
+from ferkit.choices import BACKENDS
 from ferkit.errors import FerkitError
 from ferkit.preprocessing import read_image, to_face_array
 from ferkit.runtime import batched_logits, resolve_device
 
-#: Inference engines of a Predictor: PyTorch fp32, ONNX Runtime fp32, ``auto`` (ONNX Runtime
-#: when installed and on the CPU, else PyTorch), ``bf16`` (PyTorch with bfloat16 autocast and
-#: channels_last: several times faster on CPUs with AVX-512-BF16/AMX and on GPUs; probabilities
-#: differ from fp32 by about 1e-2 at most). An exported ``.onnx`` file (fp32 or INT8, see
-#: ``ferkit export``) always runs with ONNX Runtime, whatever the backend but ``bf16``.
-BACKENDS = ("torch", "onnx", "auto", "bf16")
+# The inference engines of a Predictor (ferkit.choices.BACKENDS): PyTorch fp32, ONNX Runtime
+# fp32, ``auto`` (ONNX Runtime when installed and on the CPU, else PyTorch), ``bf16`` (PyTorch
+# with bfloat16 autocast and channels_last: several times faster on CPUs with AVX-512-BF16/AMX
+# and on GPUs; probabilities differ from fp32 by about 1e-2 at most). An exported ``.onnx`` file
+# (fp32 or INT8, see ``ferkit export``) always runs with ONNX Runtime, whatever the backend but
+# ``bf16``.
 
 
 def _onnxruntime_installed() -> bool:

@@ -14,11 +14,16 @@ checkpoints rebuild it without the training config.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 
 from torch import nn
 
+from ferkit.choices import MODEL_ALIASES
 from ferkit.errors import FerkitError
+
+_logger = logging.getLogger(__name__)
+_noted_aliases: set[str] = set()
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -48,7 +53,7 @@ def list_models() -> list[str]:
     """Names of the registered architectures, sorted.
 
     Example:
-        >>> "seed" in list_models()
+        >>> "classic" in list_models()
         True
     """
     return sorted(_REGISTRY)
@@ -57,14 +62,24 @@ def list_models() -> list[str]:
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model; ``model.ferkit_arguments`` holds its full arguments.
 
+    An old name (``seed``, now ``classic``) still works: it builds the same model, logs a
+    deprecation note once per process, and ``model.ferkit_name`` holds the current name.
+
     Raises:
         FerkitError: for an unknown name or argument, naming the valid choices.
 
     Example:
-        >>> model = create_model("seed", num_classes=7)
+        >>> model = create_model("classic", num_classes=7)
         >>> model.ferkit_arguments["num_classes"]
         7
     """
+    if name in MODEL_ALIASES:
+        if name not in _noted_aliases:
+            _noted_aliases.add(name)
+            _logger.warning(
+                "architecture %r is deprecated; it is now called %r", name, MODEL_ALIASES[name]
+            )
+        name = MODEL_ALIASES[name]
     if name not in _REGISTRY:
         raise FerkitError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
     builder = _REGISTRY[name]
@@ -92,7 +107,7 @@ def count_parameters(model: nn.Module, include_batchnorm_statistics: bool = True
     """Count parameters; with batch-norm running statistics, as Keras reports them.
 
     Example:
-        >>> count_parameters(create_model("seed"))
+        >>> count_parameters(create_model("classic"))
         674759
     """
     total = sum(parameter.numel() for parameter in model.parameters())
@@ -107,7 +122,7 @@ def model_cost(model: nn.Module, input_size: int = 48, in_channels: int = 1) -> 
     """Parameters and forward MFLOPs per face (multiply and add counted separately).
 
     Example:
-        >>> cost = model_cost(create_model("seed"))
+        >>> cost = model_cost(create_model("classic"))
         >>> cost["parameters"], round(cost["mflops"])
         (674759, 460)
     """
@@ -124,6 +139,6 @@ def model_cost(model: nn.Module, input_size: int = 48, in_channels: int = 1) -> 
 
 
 # Importing the architecture modules registers them.
-from ferkit.models import mobile, resnet, seed, vgg  # noqa: E402, F401
+from ferkit.models import classic, mobile, resnet, vgg  # noqa: E402, F401
 
 __all__ = ["count_parameters", "create_model", "list_models", "model_cost", "register_model"]

@@ -26,6 +26,7 @@ from ferkit.checkpoint import (
     save_checkpoint,
     save_optimizer,
 )
+from ferkit.choices import canonical_model_name
 from ferkit.data.dataset import FerDataset
 from ferkit.errors import FerkitError
 from ferkit.evaluation import classification_metrics
@@ -81,7 +82,7 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
     """Adam, AdamW or SGD with Nesterov momentum, as the config says.
 
     Example:
-        >>> model = create_model("seed", channels=[4, 4, 4])
+        >>> model = create_model("classic", channels=[4, 4, 4])
         >>> type(build_optimizer(model, TrainConfig(optimizer="sgd"))).__name__
         'SGD'
     """
@@ -131,7 +132,7 @@ def train_one_epoch(
 
     Example:
         >>> config = TrainConfig(batch_size=4, progress=False)
-        >>> model = create_model("seed", channels=[4, 4, 4])
+        >>> model = create_model("classic", channels=[4, 4, 4])
         >>> optimizer = build_optimizer(model, config)
         >>> images, labels = torch.zeros(8, 48, 48, dtype=torch.uint8), torch.zeros(8).long()
         >>> cpu = torch.device("cpu")
@@ -263,7 +264,7 @@ def evaluate(
         ``"accuracy"`` with labels.
 
     Example:
-        >>> model = create_model("seed", channels=[4, 4, 4]).eval()
+        >>> model = create_model("classic", channels=[4, 4, 4]).eval()
         >>> result = evaluate(model, np.zeros((3, 48, 48), np.uint8), np.array([0, 1, 2]))
         >>> result["probabilities"].shape, 0.0 <= result["accuracy"] <= 1.0
         ((3, 7), True)
@@ -493,7 +494,7 @@ def offline_teacher_probabilities(
 
     Example:
         >>> from ferkit.models import create_model
-        >>> teacher = create_model("seed", channels=[4, 4, 4]).eval()
+        >>> teacher = create_model("classic", channels=[4, 4, 4]).eval()
         >>> table = offline_teacher_probabilities([teacher], np.zeros((3, 48, 48), np.uint8), 2.0)
         >>> table.shape, bool(torch.allclose(table.sum(dim=1), torch.ones(3)))
         (torch.Size([3, 7]), True)
@@ -640,7 +641,9 @@ def fit(
     best_accuracy, best_epoch, start_epoch = -1.0, 0, 0
     if config.resume:
         state = read_json(last_bundle / "state.json")
-        saved, current = state["config"], config.to_dict()
+        saved, current = dict(state["config"]), config.to_dict()
+        # Runs saved before the rename say "seed" for what is now "classic".
+        saved["arch"] = canonical_model_name(saved.get("arch", ""))
         changed = [
             key
             for key in current
