@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ferkit.checkpoint import load_checkpoint, resolve_checkpoint
 from ferkit.choices import BACKENDS
 from ferkit.errors import FerkitError
 from ferkit.preprocessing import read_image, to_face_array
@@ -95,8 +94,10 @@ class Predictor:
             members, card = [], onnx.card
         else:
             if model is None:  # Predictor(): the bundled default model
-                location = resolve_checkpoint("default")
-                model, card = load_checkpoint(location, device=device)
+                from ferkit import hub
+
+                loaded = hub.load("default", device=device)
+                (model, card), location = loaded.members[0], loaded.path
             # An ensemble is several (model, card) members whose probabilities are averaged.
             members = [(model, card)] + list(extra_members or [])
             for member_model, member_card in members:
@@ -173,11 +174,11 @@ class Predictor:
         Example:
             >>> predictor = Predictor.from_run("runs/demo")  # doctest: +SKIP
         """
-        from ferkit.ensemble import ENSEMBLE_FILE, load_ensemble
+        from ferkit import hub
 
         if backend not in BACKENDS:
             raise FerkitError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-        if Path(location).suffix == ".onnx":
+        if hub.locate(location)[0] == "onnx":
             if backend == "bf16":
                 raise FerkitError(
                     f"{location}: an ONNX file runs with ONNX Runtime; --backend bf16 needs a "
@@ -185,15 +186,9 @@ class Predictor:
                 )
             return cls.from_onnx(location, tta=tta)
         resolved = resolve_device(device)
-        if (Path(location) / ENSEMBLE_FILE).is_file():
-            members, card = load_ensemble(location, device=resolved)
-            first_model, _ = members[0]
-            predictor = cls(
-                first_model, card, resolved, Path(location) / ENSEMBLE_FILE, tta, members[1:]
-            )
-        else:
-            model, card = load_checkpoint(location, device=resolved)
-            predictor = cls(model, card, resolved, resolve_checkpoint(location), tta)
+        loaded = hub.load(location, device=resolved)  # a checkpoint or an ensemble's members
+        (first_model, _), others = loaded.members[0], loaded.members[1:]
+        predictor = cls(first_model, loaded.card, resolved, loaded.path, tta, others)
         if backend == "auto":
             backend = "onnx" if resolved.type == "cpu" and _onnxruntime_installed() else "torch"
         if backend == "onnx":
