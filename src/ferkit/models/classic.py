@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ferkit.models import register_model
+from ferkit.models.registry import register_model
 
 
 class ClassicCNN(nn.Module):
