@@ -24,6 +24,8 @@ SPLITS = ("stratified", "usage")
 SCHEDULES = ("step", "cosine")
 #: Knowledge distillation: teacher on every augmented batch, or once per clean face.
 DISTILL_MODES = ("online", "offline")
+#: Training targets: each face's one label, or FER+'s annotator vote distribution.
+TARGETS = ("majority", "votes")
 #: Test-time augmentations: the views whose logits are averaged (ferkit.runtime.tta_views).
 TTA_MODES = ("none", "flip", "shift")
 #: Face detectors (ferkit.detection).

@@ -59,6 +59,8 @@ def _command_explore(arguments) -> int:
     print(result["table"])
     if result["skipped"]:
         print(result["skipped_summary"])
+    if result["excluded"]:
+        print(result["excluded_summary"])
     print(f"wrote {result['label_distribution']} and {result['samples']}")
     return 0
 

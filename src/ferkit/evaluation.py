@@ -67,6 +67,18 @@ def format_metrics(metrics: dict) -> str:
             f"{name:<12}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}"
             f"{row['support']:>10d}"
         )
+    if metrics.get("votes"):
+        votes = metrics["votes"]
+        lines.append(
+            f"against the annotators' votes: KL {votes['kl_divergence']:.3f} nats, total "
+            f"variation {votes['total_variation']:.3f}, predicted class had the most votes "
+            f"for {votes['plurality_agreement']:.2%} of faces".replace("%", " %")
+        )
+    if metrics.get("set_aside"):
+        aside = ", ".join(f"{name} ({count})" for name, count in metrics["set_aside"].items())
+        lines.append(f"set aside, classes the model does not have: {aside}")
+    if metrics.get("excluded"):
+        lines.append(f"left out by the dataset's protocol: {metrics['excluded']} faces")
     return "\n".join(lines)
 
 
@@ -105,6 +117,95 @@ def align_labels(dataset, class_names) -> np.ndarray:
     )
 
 
+def vote_metrics(votes, probabilities) -> dict:
+    """How well predicted distributions match annotators' vote distributions (FER+).
+
+    Returns:
+        ``kl_divergence``: mean KL(votes || predicted) in nats; ``total_variation``: mean
+        half L1 distance (0 = identical, 1 = disjoint); ``plurality_agreement``: share of faces
+        whose predicted class got the most votes (ties count for every tied class).
+
+    Example:
+        >>> import numpy as np
+        >>> votes = np.array([[0.7, 0.3], [0.5, 0.5]])
+        >>> metrics = vote_metrics(votes, np.array([[0.7, 0.3], [0.9, 0.1]]))
+        >>> round(metrics["total_variation"], 2), metrics["plurality_agreement"]
+        (0.2, 1.0)
+    """
+    votes = np.asarray(votes, dtype=np.float64)
+    probabilities = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(votes > 0, votes * np.log(votes / probabilities), 0.0)
+    predicted = probabilities.argmax(axis=1)
+    top_votes = votes.max(axis=1)
+    chosen_votes = votes[np.arange(len(votes)), predicted]
+    return {
+        "kl_divergence": float(terms.sum(axis=1).mean()) if len(votes) else 0.0,
+        "total_variation": float(0.5 * np.abs(votes - probabilities).sum(axis=1).mean())
+        if len(votes)
+        else 0.0,
+        "plurality_agreement": float(np.mean(chosen_votes >= top_votes)) if len(votes) else 0.0,
+    }
+
+
+def restrict_to_classes(dataset, class_names):
+    """Set aside the faces of classes a model does not have (scoring across label sets).
+
+    A FER2013 model (7 classes) scored on FER+ (8) is scored on the faces of the 7 shared
+    classes; FER+'s ``Contempt`` faces are set aside and counted. Vote distributions are cut
+    to the shared classes and renormalised.
+
+    Returns:
+        ``(dataset, {set-aside class name: faces})``; the dataset unchanged and ``{}`` when the
+        model has every class of the data (or shares none: :func:`align_labels` reports that).
+
+    Example:
+        >>> import numpy as np
+        >>> from ferkit.data import FerDataset
+        >>> ds = FerDataset(np.zeros((3, 48, 48), np.uint8), np.array([0, 1, 2]), ("a", "b", "c"))
+        >>> kept, aside = restrict_to_classes(ds, ["b", "a"])
+        >>> kept.class_names, kept.labels.tolist(), aside
+        (('a', 'b'), [0, 1], {'c': 1})
+    """
+    from ferkit.data import FerDataset
+
+    model_names = {name.lower() for name in class_names}
+    names = dataset.class_names
+    shared = [index for index, name in enumerate(names) if name.lower() in model_names]
+    if len(shared) in (0, dataset.num_classes):
+        return dataset, {}
+    counts = np.bincount(dataset.labels, minlength=dataset.num_classes)
+    set_aside = {
+        name: int(counts[index])
+        for index, name in enumerate(dataset.class_names)
+        if index not in shared
+    }
+    keep = np.isin(dataset.labels, shared)
+    relabel = np.full(dataset.num_classes, -1)
+    relabel[shared] = np.arange(len(shared))
+    votes = None
+    if dataset.votes is not None:
+        votes = dataset.votes[keep][:, shared]
+        votes = votes / np.maximum(votes.sum(axis=1, keepdims=True), 1e-12)
+    restricted = FerDataset(
+        images=dataset.images[keep],
+        labels=relabel[dataset.labels[keep]],
+        class_names=tuple(dataset.class_names[index] for index in shared),
+        usage=None if dataset.usage is None else dataset.usage[keep],
+        source=dataset.source,
+        votes=votes,
+    )
+    return restricted, set_aside
+
+
+def _votes_in_model_order(votes: np.ndarray, dataset_names, model_names) -> np.ndarray:
+    """Vote columns moved to the model's class order (classes the data lacks get 0)."""
+    position = {name.lower(): index for index, name in enumerate(model_names)}
+    ordered = np.zeros((len(votes), len(model_names)), dtype=np.float32)
+    ordered[:, [position[name.lower()] for name in dataset_names]] = votes
+    return ordered
+
+
 def evaluate_dataset(
     data: str | os.PathLike,
     model: str | os.PathLike,
@@ -139,13 +240,14 @@ def evaluate_dataset(
         ['accuracy', 'class_names', 'confusion_matrix']
     """
     from ferkit.data import load_fer2013
+    from ferkit.data.ferplus import excluded_in_split
     from ferkit.inference import Predictor
     from ferkit.io import write_json
     from ferkit.plots import plot_confusion_matrix
 
     predictor = Predictor.from_run(model, device=device, tta=tta, backend=backend)
     dataset = load_fer2013(data, skip_bad_rows=skip_bad_rows)
-    skipped = list(dataset.skipped)
+    skipped, excluded = list(dataset.skipped), list(dataset.excluded)
     if split is not None:
         if dataset.usage is None:
             raise FerkitError(f"{data}: --split {split} needs a Usage column; this data has none")
@@ -155,9 +257,16 @@ def evaluate_dataset(
                 f"{data}: no rows with Usage {split!r}; the data has: {', '.join(available)}"
             )
         dataset = dataset.subset(dataset.usage == split)
+        excluded = excluded_in_split(excluded, split)
+    dataset, set_aside = restrict_to_classes(dataset, predictor.class_names)
     labels = align_labels(dataset, predictor.class_names)
     probabilities = predictor.predict_proba(dataset.images, batch_size=batch_size)
     metrics = classification_metrics(labels, probabilities.argmax(axis=1), predictor.class_names)
+    if dataset.votes is not None:
+        votes = _votes_in_model_order(dataset.votes, dataset.class_names, predictor.class_names)
+        metrics["votes"] = vote_metrics(votes, probabilities)
+    metrics["set_aside"] = set_aside
+    metrics["excluded"] = len(excluded)
     metrics["skipped"] = skipped
     metrics["data"] = str(data)
     metrics["split"] = split or "all"

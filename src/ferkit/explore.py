@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.data import describe_skipped, load_fer2013
+from ferkit.data import describe_excluded, describe_skipped, load_fer2013
 from ferkit.data.dataset import FER2013_USAGES, FerDataset
 from ferkit.plots import plot_face_grid, plot_label_distribution
 
@@ -66,6 +66,8 @@ def explore(
         "counts": dataset.class_counts(),
         "skipped": dataset.skipped,
         "skipped_summary": describe_skipped(dataset.skipped),
+        "excluded": len(dataset.excluded),
+        "excluded_summary": describe_excluded(dataset),
         "label_distribution": str(distribution),
         "samples": str(samples),
     }

@@ -17,6 +17,7 @@ import numpy as np
 from ferkit.data.cache import cache_key, default_cache_dir, load_cached, store_cached
 from ferkit.data.dataset import FACE_SIZE, FER2013_CLASS_NAMES, FER2013_USAGES, FerDataset
 from ferkit.data.fer2013 import parse_fer2013_csv, save_fer2013_csv
+from ferkit.data.ferplus import FERPLUS_CLASS_NAMES, ferplus_split_folders, load_ferplus
 from ferkit.data.folders import load_image_folder
 from ferkit.data.split import split_dataset, stratified_folds
 from ferkit.errors import DataError
@@ -26,9 +27,12 @@ __all__ = [
     "FACE_SIZE",
     "FER2013_CLASS_NAMES",
     "FER2013_USAGES",
+    "FERPLUS_CLASS_NAMES",
     "FerDataset",
+    "describe_excluded",
     "describe_skipped",
     "load_fer2013",
+    "load_ferplus",
     "load_image_folder",
     "parse_fer2013_csv",
     "save_fer2013_csv",
@@ -52,6 +56,24 @@ def describe_skipped(skipped: list[str], limit: int = 10) -> str:
     return f"skipped {len(skipped)} bad row(s): {'; '.join(skipped[:limit])}{more}"
 
 
+def describe_excluded(dataset: FerDataset) -> str:
+    """One line on the faces the dataset's protocol left out (FER+: majority unknown or NF).
+
+    Example:
+        >>> import numpy as np
+        >>> faces = FerDataset(np.zeros((1, 48, 48), np.uint8), np.array([0]))
+        >>> faces.excluded = ["a.png: majority vote 'unknown' (not an emotion)"]
+        >>> describe_excluded(faces)
+        'left out 1 face(s) whose majority vote is not an emotion (unknown or not a face)'
+    """
+    if not dataset.excluded:
+        return ""
+    return (
+        f"left out {len(dataset.excluded)} face(s) whose majority vote is not an emotion "
+        "(unknown or not a face)"
+    )
+
+
 def write_skipped(dataset: FerDataset, folder: str | os.PathLike) -> Path | None:
     """Write every skipped row's description to ``FOLDER/skipped_rows.txt`` (if any)."""
     if not dataset.skipped:
@@ -67,15 +89,18 @@ def load_fer2013(
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> FerDataset:
-    """Load a FER2013 CSV (plain or ``.gz``) or an image-folder dataset.
+    """Load a FER2013 CSV (plain or ``.gz``), a FER+ folder or an image-folder dataset.
 
-    CSV loads are cached in the user cache directory (``$FERKIT_CACHE_DIR``, else
+    A folder with FER+'s ``label.csv`` (or its ``FER2013Train/``, ``FER2013Valid/``,
+    ``FER2013Test/`` split folders) loads as FER+ (:func:`ferkit.data.ferplus.load_ferplus`:
+    majority labels, vote distributions, split from the folder name). CSV and FER+ loads are
+    cached in the user cache directory (``$FERKIT_CACHE_DIR``, else
     ``~/.cache/ferkit``), keyed on the file's size, mtime and a hash of its first megabyte, so
     a second load of FER2013 takes a fraction of a second.
 
     Args:
-        path: a ``.csv``/``.csv.gz`` file or a folder ``ROOT/<class>/*.png`` /
-            ``ROOT/<split>/<class>/*.png``.
+        path: a ``.csv``/``.csv.gz`` file, a FER+ folder, or a folder ``ROOT/<class>/*.png``
+            / ``ROOT/<split>/<class>/*.png``.
         skip_bad_rows: skip invalid rows or images (described in ``dataset.skipped``) instead of
             raising.
         cache: read and write the parsed-CSV cache.
@@ -96,38 +121,62 @@ def load_fer2013(
         14
     """
     path = Path(path)
-    if path.is_dir():
+    ferplus_folders = ferplus_split_folders(path)
+    if path.is_dir() and not ferplus_folders:
         return load_image_folder(path, skip_bad_rows=skip_bad_rows)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
+    if ferplus_folders:
+        parse, key_file = load_ferplus, ferplus_folders[0][0] / "label.csv"
+        # Every split's label file (size, mtime, head) and folder (mtime) goes into the key.
+        options = {
+            "ferplus": [
+                [cache_key(folder / "label.csv", {}), folder.stat().st_mtime_ns]
+                for folder, _ in ferplus_folders
+            ]
+        }
+    else:
+        parse, key_file, options = parse_fer2013_csv, path, {}
     if not cache:
-        return parse_fer2013_csv(path, skip_bad_rows=skip_bad_rows)
+        return parse(path, skip_bad_rows=skip_bad_rows)
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = cache_key(path, {"skip_bad_rows": skip_bad_rows, "classes": list(FER2013_CLASS_NAMES)})
+    options.update(skip_bad_rows=skip_bad_rows, classes=list(FER2013_CLASS_NAMES))
+    key = cache_key(key_file, options)
     cached = load_cached(directory, key)
     if cached is not None:
-        return FerDataset(
-            images=cached["images"],
-            labels=cached["labels"],
-            class_names=tuple(cached["class_names"].tolist()),
-            usage=cached["usage"] if cached["has_usage"] else None,
-            source=str(path),
-            skipped=cached["skipped"].tolist(),
-        )
-    dataset = parse_fer2013_csv(path, skip_bad_rows=skip_bad_rows)
-    store_cached(
-        directory,
-        key,
-        {
-            "images": dataset.images,
-            "labels": dataset.labels,
-            "class_names": np.array(dataset.class_names),
-            "has_usage": np.array(dataset.usage is not None),
-            "usage": dataset.usage if dataset.usage is not None else np.array([], dtype=str),
-            "skipped": np.array(dataset.skipped, dtype=str),
-        },
-    )
+        return _dataset_from_arrays(cached, str(path))
+    dataset = parse(path, skip_bad_rows=skip_bad_rows)
+    store_cached(directory, key, _dataset_to_arrays(dataset))
     return dataset
+
+
+def _dataset_to_arrays(dataset: FerDataset) -> dict[str, np.ndarray]:
+    """The arrays the dataset cache stores (plain arrays: no pickles)."""
+    return {
+        "images": dataset.images,
+        "labels": dataset.labels,
+        "class_names": np.array(dataset.class_names),
+        "has_usage": np.array(dataset.usage is not None),
+        "usage": dataset.usage if dataset.usage is not None else np.array([], dtype=str),
+        "skipped": np.array(dataset.skipped, dtype=str),
+        "votes": dataset.votes if dataset.votes is not None else np.zeros((0, 0), np.float32),
+        "excluded": np.array(dataset.excluded, dtype=str),
+    }
+
+
+def _dataset_from_arrays(arrays: dict[str, np.ndarray], source: str) -> FerDataset:
+    """Rebuild what :func:`_dataset_to_arrays` stored."""
+    votes = arrays.get("votes")
+    return FerDataset(
+        images=arrays["images"],
+        labels=arrays["labels"],
+        class_names=tuple(arrays["class_names"].tolist()),
+        usage=arrays["usage"] if arrays["has_usage"] else None,
+        source=source,
+        skipped=arrays["skipped"].tolist(),
+        votes=votes if votes is not None and votes.size else None,
+        excluded=arrays["excluded"].tolist() if "excluded" in arrays else [],
+    )
 
 
 def write_synthetic_csv(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 #: Bump when the parsed representation changes, so old cache entries are ignored.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 
 #: Bytes of the file's head that go into the cache key (with its size and mtime).
 HEAD_BYTES = 1 << 20

@@ -36,6 +36,11 @@ class FerDataset:
         source: where the data came from (a path), for messages.
         skipped: one description per row or file that was skipped because it was bad and
             skipping was requested (``"line 7: field 'pixels': ..."`` or a file path and why).
+        votes: optional float32 array (N, classes): each face's annotator vote distribution
+            (FER+), rows summing to 1; ``labels`` is then its majority vote. None for
+            single-label data.
+        excluded: one description per face that the dataset's protocol left out (FER+ faces
+            whose majority vote is ``unknown`` or not a face); they are valid rows, not errors.
 
     Example:
         >>> import numpy as np
@@ -50,6 +55,8 @@ class FerDataset:
     usage: np.ndarray | None = None
     source: str = "<memory>"
     skipped: list[str] = field(default_factory=list)
+    votes: np.ndarray | None = None
+    excluded: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self.images = np.ascontiguousarray(self.images, dtype=np.uint8)
@@ -65,6 +72,13 @@ class FerDataset:
             self.usage = np.asarray(self.usage, dtype=str)
             if len(self.usage) != len(self.labels):
                 raise ValueError(f"usage has {len(self.usage)} entries, expected {len(self)}")
+        if self.votes is not None:
+            self.votes = np.asarray(self.votes, dtype=np.float32)
+            if self.votes.shape != (len(self.labels), len(self.class_names)):
+                raise ValueError(
+                    f"votes have shape {self.votes.shape}, expected "
+                    f"({len(self.labels)}, {len(self.class_names)})"
+                )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -90,6 +104,7 @@ class FerDataset:
             class_names=self.class_names,
             usage=None if self.usage is None else self.usage[indices],
             source=self.source,
+            votes=None if self.votes is None else self.votes[indices],
         )
 
     def class_counts(self) -> dict[str, int]:

@@ -22,6 +22,7 @@ from ferkit.choices import (
     PRECISIONS,
     SCHEDULES,
     SPLITS,
+    TARGETS,
     TTA_MODES,
 )
 from ferkit.errors import FerkitError
@@ -106,6 +107,12 @@ class TrainConfig:
     momentum: float = option(0.9, "SGD momentum (ignored by Adam/AdamW)")
     weight_decay: float = option(0.0, "L2 (adam, sgd) or decoupled (adamw) weight decay")
     label_smoothing: float = option(0.0, "cross-entropy label smoothing (0-1)")
+    # votes: Barsoum et al.'s "probability" scheme (cross-entropy against the distribution)
+    targets: str = option(
+        "majority",
+        "majority: one label per face; votes: FER+'s vote distributions",
+        choices=TARGETS,
+    )
     class_weighting: bool = option(
         False, "weight the loss by the inverse class frequency of the training set"
     )

@@ -139,8 +139,9 @@ def _epoch_batches(count: int, config: TrainConfig, epoch: int, distributed: Dis
 def augment_batch(inputs, targets, teacher_batch, config: TrainConfig, generator, num_classes):
     """Augment a normalised batch as ``config`` says; returns (inputs, loss targets, teacher).
 
-    The loss targets are the class indices, or class probabilities after MixUp/CutMix, which
-    mix the teacher's probabilities (offline distillation) with the same partners.
+    ``targets`` are class indices (N,) or class probabilities (N, classes; FER+'s votes). The
+    loss targets are those, or class probabilities after MixUp/CutMix, which mix the teacher's
+    probabilities (offline distillation) with the same partners.
     """
     if config.augment:
         inputs = random_affine(
@@ -154,7 +155,7 @@ def augment_batch(inputs, targets, teacher_batch, config: TrainConfig, generator
         inputs = random_erasing(inputs, generator, config.random_erasing)
     if not (config.mixup or config.cutmix):
         return inputs, targets, teacher_batch
-    soft = functional.one_hot(targets, num_classes).float()
+    soft = targets if targets.dim() == 2 else functional.one_hot(targets, num_classes).float()
     if teacher_batch is not None:
         soft = torch.cat([soft, teacher_batch], dim=1)
     inputs, soft = mix_batch(inputs, soft, generator, config.mixup, config.cutmix)
@@ -178,13 +179,16 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None = None,
     distributed: Distributed | None = None,
     teacher_probabilities: torch.Tensor | None = None,
+    soft_labels: torch.Tensor | None = None,
 ) -> dict:
     """Train one pass over ``images`` (uint8 N×H×W) in shuffled, augmented batches.
 
     ``criterion`` defaults to ``config``'s (no class weights, no teachers); ``ema`` is updated
     after every optimizer step; fp16's ``scaler`` scales the loss. Offline distillation passes
     ``teacher_probabilities``: one softened distribution per face of ``images`` (see
-    :func:`ferkit.training.distill.offline_teacher_probabilities`).
+    :func:`ferkit.training.distill.offline_teacher_probabilities`). ``soft_labels`` (N x
+    classes, rows summing to 1; FER+'s vote distributions) replace the one-hot targets in the
+    loss; accuracy is still counted against ``labels``.
 
     Returns:
         ``{"loss", "accuracy", "seconds", "images_per_second"}`` over the epoch (all ranks).
@@ -208,8 +212,9 @@ def train_one_epoch(
     meter = _EpochMeter(sum(map(len, batches)), epoch, config, distributed)
     for indices in batches:
         teacher_batch = None if teacher_probabilities is None else teacher_probabilities[indices]
+        targets = labels[indices] if soft_labels is None else soft_labels[indices]
         inputs, loss_targets, teacher_batch = augment_batch(
-            normalize_batch(images[indices], normalization), labels[indices], teacher_batch,
+            normalize_batch(images[indices], normalization), targets, teacher_batch,
             config, generator, num_classes,
         )  # fmt: skip
         inputs = prepare_batch(inputs, device, config.channels_last)

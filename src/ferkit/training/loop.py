@@ -85,6 +85,7 @@ class _Run:
     trained: torch.nn.Module | None = None  # the model as trained (compiled, DDP-wrapped)
     criterion: Criterion | None = None
     teacher_probabilities: torch.Tensor | None = None
+    soft_labels: torch.Tensor | None = None  # FER+'s vote distributions (--targets votes)
     card_base: dict = field(default_factory=dict)
 
 
@@ -136,6 +137,11 @@ def _set_up(config: TrainConfig, train_set, val_set, log) -> tuple[_Run, Path | 
         )
     if tuple(train_set.class_names) != tuple(val_set.class_names):
         raise FerkitError("training and validation sets have different class lists")
+    if config.targets == "votes" and train_set.votes is None:
+        raise FerkitError(
+            f"targets='votes' needs each face's vote distribution (a FER+ folder); "
+            f"{config.data or train_set.source} has one label per face (use --targets majority)"
+        )
     last_bundle = find_last(run_dir)
     if config.resume and last_bundle is None:
         raise FerkitError(f"{run_dir}: nothing to resume (no complete {LAST}/ checkpoint there)")
@@ -213,10 +219,13 @@ def _prepare_training(run: _Run, state: TrainState, train_set, val_set) -> None:
             "train_size": len(train_set),
             "val_size": len(val_set),
             "seed": config.seed,
+            "targets": config.targets,
             "git_commit": git_commit(),
             "config": config.to_dict(),
         },
     }
+    if config.targets == "votes":
+        run.soft_labels = torch.from_numpy(train_set.votes)
     if teachers and config.distill_mode == "offline":
         began = time.perf_counter()
         run.teacher_probabilities = offline_teacher_probabilities(
@@ -251,6 +260,7 @@ def _one_epoch(run: _Run, state: TrainState, epoch: int, images, labels, val_set
         device=run.device, autocast_dtype=run.autocast_dtype, normalization=run.normalization,
         criterion=run.criterion, ema=state.ema, scaler=state.scaler,
         distributed=run.distributed, teacher_probabilities=run.teacher_probabilities,
+        soft_labels=run.soft_labels,
     )  # fmt: skip
     # With EMA, the averaged weights are the model that is validated and kept.
     validation = evaluate(
@@ -354,7 +364,13 @@ def train(config: TrainConfig, log=print) -> FitResult:
         >>> result.metrics["accuracy"]  # doctest: +SKIP
         0.97
     """
-    from ferkit.data import describe_skipped, load_fer2013, split_dataset, write_skipped
+    from ferkit.data import (
+        describe_excluded,
+        describe_skipped,
+        load_fer2013,
+        split_dataset,
+        write_skipped,
+    )
 
     config.validate()
     if not from_environment().is_main:
@@ -363,6 +379,8 @@ def train(config: TrainConfig, log=print) -> FitResult:
     if dataset.skipped:
         listing = write_skipped(dataset, config.out)
         log(f"{describe_skipped(dataset.skipped)} (all listed in {listing})")
+    if dataset.excluded:
+        log(describe_excluded(dataset))
     train_set, val_set = split_dataset(dataset, config.split, config.val_fraction, config.seed)
     log(
         f"data: {dataset.source}: {len(dataset)} faces → {len(train_set)} train, "
