@@ -53,11 +53,23 @@ def write_history(run_dir: Path, history: list[dict], config: TrainConfig, plot:
     writer.writerows({key: row[key] for key in HISTORY_FIELDS} for row in history)
     write_text(run_dir / "history.csv", buffer.getvalue())
     if plot and history:
-        from ferkit.plots import plot_history
+        plot_run_history(history, config, run_dir / "history.png")
 
-        # 1-based epochs that start a lower-LR phase.
-        drops = [boundary + 1 for boundary in phase_boundaries(config.epochs)]
-        plot_history(history, run_dir / "history.png", drops)
+
+def plot_run_history(history: list[dict], config: TrainConfig, path=None):
+    """The loss and accuracy curves of a run, its LR drops marked; returns the figure.
+
+    Example:
+        >>> rows = [dict(epoch=e, train_loss=1 / e, val_loss=1.1 / e, train_accuracy=0.5,
+        ...              val_accuracy=0.4) for e in (1, 2, 3)]
+        >>> len(plot_run_history(rows, TrainConfig(epochs=[2, 1])).axes)
+        2
+    """
+    from ferkit.plots import plot_history
+
+    # 1-based epochs that start a lower-LR phase.
+    drops = [boundary + 1 for boundary in phase_boundaries(config.epochs)]
+    return plot_history(history, path, drops)
 
 
 def summary_line(row: dict, total_epochs: int, improved: bool) -> str:
