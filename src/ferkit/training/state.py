@@ -143,9 +143,10 @@ def check_resumable(config: TrainConfig, saved: dict, run_dir: Path) -> None:
         Traceback (most recent call last):
         ferkit.errors.FerkitError: run: cannot resume with a different config: lr=0.1 (run: 0.2)
     """
-    saved = dict(saved)
+    # A field added after the run was saved is absent from its config: the run had its default.
+    saved = {**TrainConfig().to_dict(), **saved}
     # Runs saved before the rename say "seed" for what is now "classic".
-    saved["arch"] = canonical_model_name(saved.get("arch", ""))
+    saved["arch"] = canonical_model_name(saved["arch"])
     current = config.to_dict()
     changed = [
         key for key in current if key not in RESUMABLE_CHANGES and saved.get(key) != current[key]
