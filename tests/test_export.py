@@ -39,7 +39,7 @@ def make_run(folder, seed=0, arch="seed", tta="none", **arguments):
 @pytest.mark.parametrize(
     "arch, arguments, tta",
     [
-        ("seed", {"channels": [8, 16, 8]}, "none"),
+        ("classic", {"channels": [8, 16, 8]}, "none"),
         ("resnet", {"widths": [8, 16], "depths": [1, 1], "stem_width": 8}, "flip"),
         ("vgg", {"widths": [8, 16], "depths": [1, 1]}, "shift"),
     ],
