@@ -34,8 +34,9 @@ demo: venv
 	@echo "Demo outputs in $(DEMO)/:"
 	@echo "  faces.csv (synthetic FER2013-format data), faces/*.png (face crops for predict)"
 	@echo "  explore/label_distribution.png, explore/samples.png"
-	@echo "  run/ (config.json, best/last .safetensors + .json, history.{json,csv,png}, metrics.json, confusion_matrix.png)"
-	@echo "  evaluate/metrics.json, evaluate/confusion_matrix.png"
+	@echo "  run/ (config.json, best/last .safetensors + .json, history.{json,csv,png}, metrics.json, confusion_matrix.png,"
+	@echo "        calibration.json, reliability_diagram.png)"
+	@echo "  evaluate/metrics.json, evaluate/confusion_matrix.png, reliability_diagram.png, risk_coverage.png"
 	@echo "  cv/cv_summary.json, cv/cv_folds.png"
 
 lint: venv

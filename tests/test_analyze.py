@@ -120,7 +120,7 @@ def test_annotate_keeps_the_image_size():
     assert annotate(np.zeros((40, 30, 3), np.uint8), []).shape == (40, 30, 3)
 
 
-@pytest.mark.parametrize("name", ["default", "small"])
+@pytest.mark.parametrize("name", ["default", "small", "fer2013", "fer2013-small"])
 def test_bundled_models_find_the_smiling_astronaut_happy(tmp_path, monkeypatch, name):
     from ferkit.pretrained import available_bundled_models
 
@@ -135,21 +135,23 @@ def test_bundled_models_find_the_smiling_astronaut_happy(tmp_path, monkeypatch, 
     assert face.label == "Happy" and face.score > 0.8
 
 
-def test_bundled_small_model_keeps_the_small_budget():
+@pytest.mark.parametrize(("name", "classes"), [("small", 8), ("fer2013-small", 7)])
+def test_bundled_small_models_keep_the_small_budget(name, classes):
     from ferkit.inference import Predictor
     from ferkit.models import model_cost
     from ferkit.pretrained import available_bundled_models
 
-    if "small" not in available_bundled_models():
-        pytest.skip("this build ships no small model")
-    predictor = Predictor.from_run("small", device="cpu")
+    if name not in available_bundled_models():
+        pytest.skip(f"this build ships no {name} model")
+    predictor = Predictor.from_run(name, device="cpu")
     assert model_cost(predictor.model)["mflops"] <= 25
     card = predictor.card
-    assert card["class_names"] == list(predictor.class_names) and len(card["class_names"]) == 7
+    assert card["class_names"] == list(predictor.class_names)
+    assert len(card["class_names"]) == classes
     # The card documents its cost, recipe and what it scored on PublicTest.
     assert card["cost"]["mflops"] <= 25
     assert card["recipe"]["command"].startswith("ferkit train")
     assert (
         0.5 < card["evaluation"]["accuracy"] < 1
-        and len(card["evaluation"]["per_class_recall"]) == 7
+        and len(card["evaluation"]["per_class_recall"]) == classes
     )

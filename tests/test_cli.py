@@ -84,9 +84,11 @@ def test_train_prints_epoch_lines_and_fills_the_run_folder(workspace):
     run = folder / "run"
     for name in ("config.json", "best.safetensors", "best.json", "last/model.safetensors",
                  "history.json", "history.csv", "history.png", "metrics.json",
-                 "confusion_matrix.png"):  # fmt: skip
+                 "confusion_matrix.png", "calibration.json",
+                 "reliability_diagram.png"):  # fmt: skip
         assert (run / name).is_file(), name
     assert json.loads((run / "config.json").read_text())["split"] == "usage"
+    assert "calibration: temperature" in trained.stdout
 
 
 def test_evaluate_on_a_usage_split(workspace, environment):

@@ -197,3 +197,16 @@ def test_the_real_ferplus_valid_folder_matches_its_readme():
     assert counts["Neutral"] == 1329 and counts["Happy"] == 899 and counts["Contempt"] == 26
     assert len(dataset.excluded) == 23 + 1  # unknown + NF majorities
     assert not dataset.skipped
+
+
+def test_default_and_small_are_the_ferplus_models():
+    from ferkit.checkpoint import resolve_checkpoint
+    from ferkit.pretrained import available_bundled_models
+
+    if not {"default", "ferplus", "small", "ferplus-small"} <= set(available_bundled_models()):
+        pytest.skip("this build does not ship the FER+ models")
+    assert resolve_checkpoint("default") == resolve_checkpoint("ferplus")
+    assert resolve_checkpoint("small") == resolve_checkpoint("ferplus-small")
+    card = json.loads(resolve_checkpoint("default").with_suffix(".json").read_text())
+    assert card["class_names"] == list(FERPLUS_CLASS_NAMES)
+    assert card["training"]["targets"] == "votes"

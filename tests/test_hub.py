@@ -60,8 +60,10 @@ def test_ensemble_folder_loads_every_member(tmp_path):
 
 @pytest.mark.skipif("default" not in available_bundled_models(), reason="no bundled model")
 def test_bundled_name_loads_the_packaged_model():
+    from ferkit.pretrained import bundled_model
+
     loaded = hub.load("default")
-    assert loaded.kind == "checkpoint" and loaded.path == SOURCE / "pretrained" / "default"
+    assert loaded.kind == "checkpoint" and loaded.path == bundled_model("default")
 
 
 def test_onnx_file_is_located_not_opened_and_a_missing_one_is_named(tmp_path):

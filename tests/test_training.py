@@ -419,18 +419,29 @@ def test_distillation_from_a_teacher_run(tmp_path, tiny_split):
 
 
 def test_bundled_model_name_works_as_a_teacher():
-    """``--teacher default`` (the bundled `small`'s recipe) loads the model inside the package."""
+    """``--teacher fer2013`` (the FER2013 `small`'s recipe) loads the model inside the package."""
     from ferkit.pretrained import available_bundled_models
     from ferkit.training.distill import load_teachers
 
-    if "default" not in available_bundled_models():
-        pytest.skip("this build ships no default model")
+    if "fer2013" not in available_bundled_models():
+        pytest.skip("this build ships no fer2013 model")
     names = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"]
-    (teacher,) = load_teachers("default", names, {"mean": 0.5, "std": 0.25}, torch.device("cpu"))
+    (teacher,) = load_teachers("fer2013", names, {"mean": 0.5, "std": 0.25}, torch.device("cpu"))
     assert not teacher.training
     assert all(not parameter.requires_grad for parameter in teacher.parameters())
-    with pytest.raises(FerkitError, match="teacher default: classes .* differ"):
-        load_teachers("default", ["Happy", "Sad"], {"mean": 0.5, "std": 0.25}, "cpu")
+    with pytest.raises(FerkitError, match="teacher fer2013: classes .* differ"):
+        load_teachers("fer2013", ["Happy", "Sad"], {"mean": 0.5, "std": 0.25}, "cpu")
+
+
+def test_init_pretrained_picks_the_bundled_model_of_the_same_label_set():
+    from ferkit.data import FER2013_CLASS_NAMES, FERPLUS_CLASS_NAMES
+    from ferkit.pretrained import available_bundled_models, pretrained_for
+
+    if not {"fer2013", "ferplus"} <= set(available_bundled_models()):
+        pytest.skip("this build does not ship both label sets")
+    assert pretrained_for(FER2013_CLASS_NAMES) == "fer2013"
+    assert pretrained_for(FERPLUS_CLASS_NAMES) == "ferplus"
+    assert pretrained_for(["cat", "dog"]) == "default"
 
 
 def test_distillation_loss_is_zero_for_an_identical_teacher(tiny_split):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit.abstention import check_min_confidence, decide
 from ferkit.detection import FaceBox, create_detector, crop_face
 from ferkit.errors import FerkitError
 from ferkit.io import atomic_write, write_text
@@ -33,17 +34,26 @@ IMAGES_PER_CHUNK = 32
 
 @dataclass
 class FaceResult:
-    """One detected face: where it is and what it expresses."""
+    """One detected face: where it is and what it expresses.
+
+    ``label`` is ``"uncertain"`` when ``score`` (the top, calibrated probability) is below the
+    ``min_confidence`` asked for; ``best_guess`` is the top class all the same, ``margin``
+    the top-1 minus top-2 probability (see :mod:`ferkit.abstention`).
+    """
 
     box: FaceBox
     label: str
     score: float
     probabilities: dict[str, float]
+    margin: float = 0.0
+    uncertain: bool = False
+    best_guess: str = ""
 
     def to_dict(self) -> dict:
         """JSON-able form."""
         return {"box": self.box.to_dict(), "emotion": self.label, "emotion_score": self.score,
-                "probabilities": self.probabilities}  # fmt: skip
+                "confidence": self.score, "margin": self.margin, "uncertain": self.uncertain,
+                "best_guess": self.best_guess, "probabilities": self.probabilities}  # fmt: skip
 
 
 @dataclass
@@ -159,8 +169,11 @@ class Analyzer:
         batch_size: int = 256,
         backend: str = INFERENCE_BACKEND,
         allow_download: bool = False,
+        min_confidence: float | None = None,
     ):
         from ferkit.inference import Predictor
+
+        self.min_confidence = check_min_confidence(min_confidence)
 
         self.predictor = Predictor.from_run(model, device=device, tta=tta, backend=backend)
         # OpenCV detectors are not documented as thread-safe: each thread gets its own.
@@ -181,11 +194,16 @@ class Analyzer:
             self._local.detector = create_detector(self.detector_name, self.detector_model)
         return self._local.detector
 
-    def analyze_images(self, images: list[np.ndarray], sources: list[str]) -> list[MediaResult]:
+    def analyze_images(
+        self, images: list[np.ndarray], sources: list[str], min_confidence: float | None = None
+    ) -> list[MediaResult]:
         """Detect and classify faces in several images with one batched forward pass.
 
-        Thread-safe: the model is shared, the detector is per thread.
+        ``min_confidence`` (default: the analyzer's) turns low-confidence faces into
+        ``uncertain``. Thread-safe: the model is shared, the detector is per thread.
         """
+        if min_confidence is None:
+            min_confidence = self.min_confidence
         detector = self.detector
         boxes = [detector.detect(image) for image in images]
         size = self.predictor.input_size
@@ -200,23 +218,26 @@ class Analyzer:
             self.predictor.predict_proba(np.stack(crops), self.batch_size) if crops else []
         )
         names = self.predictor.class_names
+        decisions = decide(probabilities, names, min_confidence) if crops else []
         results, position = [], 0
         for image, image_boxes, source in zip(images, boxes, sources):
             faces = []
             for box in image_boxes:
-                row = probabilities[position]
+                row, decision = probabilities[position], decisions[position]
                 position += 1
-                best = int(np.argmax(row))
                 faces.append(
-                    FaceResult(box, names[best], float(row[best]),
-                               {name: float(value) for name, value in zip(names, row)})
+                    FaceResult(box, decision.label, decision.confidence,
+                               {name: float(value) for name, value in zip(names, row)},
+                               decision.margin, decision.uncertain, decision.best_guess)
                 )  # fmt: skip
             results.append(MediaResult(source, image.shape[1], image.shape[0], faces))
         return results
 
-    def analyze_image(self, image: np.ndarray, source: str = "<array>") -> MediaResult:
+    def analyze_image(
+        self, image: np.ndarray, source: str = "<array>", min_confidence: float | None = None
+    ) -> MediaResult:
         """Faces and emotions in one image array (gray or RGB)."""
-        return self.analyze_images([np.asarray(image)], [source])[0]
+        return self.analyze_images([np.asarray(image)], [source], min_confidence)[0]
 
     def analyze_video(
         self,
@@ -311,11 +332,13 @@ def analyze(
     progress: bool = True,
     backend: str = INFERENCE_BACKEND,
     allow_download: bool = False,
+    min_confidence: float | None = None,
 ) -> tuple[list[MediaResult], list[str]]:
     """Analyse images, folders, globs and videos; ``ferkit predict``'s Python twin.
 
     A file that cannot be read is reported in the errors and the others still run; an image
-    with no face gives a result with an empty ``faces`` list.
+    with no face gives a result with an empty ``faces`` list. A face whose top probability is
+    below ``min_confidence`` is labelled ``uncertain`` (its probabilities are still given).
 
     Returns:
         (results, errors): one :class:`MediaResult` per image or analysed video frame.
@@ -331,8 +354,9 @@ def analyze(
         raise FerkitError(f"--every {every}: must be at least 1")
     files, errors = expand_inputs(inputs)
     analyzer = Analyzer(
-        model, detector, detector_model, margin, device, tta, batch_size, backend, allow_download
-    )
+        model, detector, detector_model, margin, device, tta, batch_size, backend, allow_download,
+        min_confidence,
+    )  # fmt: skip
     save_dir = Path(save) if save is not None else None
     saved_names: set[str] = set()
 
@@ -388,11 +412,14 @@ def analyze(
 
 
 CSV_FIELDS = ("source", "frame", "timestamp", "face", "x", "y", "width", "height",
-              "detector_score", "emotion", "emotion_score")  # fmt: skip
+              "detector_score", "emotion", "emotion_score", "margin", "best_guess")  # fmt: skip
 
 
 def write_csv(results: list[MediaResult], path: str | os.PathLike, class_names=None) -> Path:
     """One row per face (images without faces get one row with empty face fields).
+
+    ``emotion`` is ``uncertain`` for a face below ``--min-confidence``; ``best_guess`` is its
+    top class all the same, ``margin`` its top-1 minus top-2 probability.
 
     ``class_names`` names the probability columns (default: taken from the first face).
     """
@@ -413,7 +440,7 @@ def write_csv(results: list[MediaResult], path: str | os.PathLike, class_names=N
             writer.writerow(
                 common
                 + [number, box.x, box.y, box.width, box.height, round(box.score, 4), face.label,
-                   round(face.score, 6)]
+                   round(face.score, 6), round(face.margin, 6), face.best_guess]
                 + [round(face.probabilities[name], 6) for name in class_names]
             )  # fmt: skip
     return write_text(path, buffer.getvalue())

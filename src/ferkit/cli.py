@@ -76,6 +76,12 @@ def _command_train(arguments) -> int:
         f"best epoch {result.best_epoch}: validation accuracy {result.metrics['accuracy']:.2%}, "
         f"macro-F1 {result.metrics['macro_f1']:.3f}"
     )
+    calibration = result.card.get("calibration")
+    if calibration:
+        print(
+            f"calibration: temperature {calibration['temperature']:.3f} fitted on the validation "
+            f"split, ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f}"
+        )
     print(f"run folder: {result.run_dir}")
     return 0
 
@@ -101,7 +107,7 @@ def _command_cv(arguments) -> int:
 
 def _command_evaluate(arguments) -> int:
     from ferkit.data import describe_skipped
-    from ferkit.evaluation import evaluate_dataset, format_metrics
+    from ferkit.evaluation import evaluate_dataset, format_metrics, format_probability_report
 
     metrics = evaluate_dataset(
         arguments.data,
@@ -116,7 +122,40 @@ def _command_evaluate(arguments) -> int:
     if metrics["skipped"]:
         print(describe_skipped(metrics["skipped"]) + " (all listed in metrics.json)")
     print(format_metrics(metrics))
-    print(f"wrote {metrics['output_folder']}/metrics.json and confusion_matrix.png")
+    print(format_probability_report(metrics))
+    print(
+        f"wrote {metrics['output_folder']}/metrics.json, confusion_matrix.png, "
+        "reliability_diagram.png and risk_coverage.png"
+    )
+    return 0
+
+
+def _command_calibrate(arguments) -> int:
+    from ferkit.calibration import calibrate_model, format_calibration
+
+    result = calibrate_model(
+        arguments.model,
+        arguments.data,
+        split=arguments.split,
+        out=arguments.out,
+        skip_bad_rows=arguments.skip_bad_rows,
+        device=arguments.device,
+    )
+    if result["skipped"]:
+        from ferkit.data import describe_skipped
+
+        print(describe_skipped(result["skipped"]))
+    print(format_calibration(result))
+    print(f"wrote the temperature into {result['card_path']}")
+    if arguments.out:
+        print(f"wrote {arguments.out}/calibration.json and reliability_diagram.png")
+    return 0
+
+
+def _command_info(arguments) -> int:
+    from ferkit.modelcard import model_card_markdown
+
+    print(model_card_markdown(arguments.model, as_json=arguments.json))
     return 0
 
 
@@ -137,6 +176,7 @@ def _command_predict(arguments) -> int:
         progress=not arguments.no_progress,
         backend=arguments.backend,
         allow_download=arguments.download_detector,
+        min_confidence=arguments.min_confidence,
     )
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
@@ -286,6 +326,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(handler=_command_evaluate)
 
+    calibrate = commands.add_parser(
+        "calibrate", help="fit the temperature that calibrates a model's probabilities"
+    )
+    calibrate.add_argument(
+        "model", help="run folder, checkpoint, ensemble folder or bundled name (default, small)"
+    )
+    _add_data_options(calibrate)
+    calibrate.add_argument(
+        "--split", help="only rows with this Usage: a validation split (e.g. PublicTest)"
+    )
+    calibrate.add_argument(
+        "--out", help="also write calibration.json and reliability_diagram.png here"
+    )
+    calibrate.add_argument("--device", default="auto", choices=DEVICES)
+    calibrate.set_defaults(handler=_command_calibrate)
+
+    info = commands.add_parser("info", help="print a model's card: use, limits, accuracy")
+    info.add_argument(
+        "model",
+        nargs="?",
+        default="default",
+        help="run folder, checkpoint, ensemble folder, .onnx file or bundled name",
+    )
+    info.add_argument("--json", action="store_true", help="print the card as JSON")
+    info.set_defaults(handler=_command_info)
+
     ensemble = commands.add_parser("ensemble", help="average several trained models")
     ensemble.add_argument("models", nargs="+", help="run folders or checkpoints (2 or more)")
     ensemble.add_argument("--out", required=True, help="ensemble folder to write")
@@ -334,6 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_download_detector_option(predict)
     predict.add_argument("--margin", type=float, default=0.2, help="crop margin around a box")
+    predict.add_argument(
+        "--min-confidence",
+        type=float,
+        metavar="P",
+        help="label faces whose top (calibrated) probability is below P 'uncertain'",
+    )
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.add_argument("--csv", help="also write one CSV row per face to this file")
     predict.add_argument("--save", help="write annotated images/videos to this folder")

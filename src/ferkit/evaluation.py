@@ -117,6 +117,65 @@ def align_labels(dataset, class_names) -> np.ndarray:
     )
 
 
+def load_split(data: str | os.PathLike, split: str | None = None, skip_bad_rows: bool = False):
+    """Load labelled faces, keeping only rows whose ``Usage`` is ``split`` (None: all rows).
+
+    Raises:
+        FerkitError: when the data has no Usage column or no row of that split.
+
+    Example:
+        >>> load_split("faces.csv", "PublicTest").usage[0]  # doctest: +SKIP
+        'PublicTest'
+    """
+    from ferkit.data import load_fer2013
+    from ferkit.data.ferplus import excluded_in_split
+
+    dataset = load_fer2013(data, skip_bad_rows=skip_bad_rows)
+    if split is None:
+        return dataset
+    if dataset.usage is None:
+        raise FerkitError(f"{data}: --split {split} needs a Usage column; this data has none")
+    available = sorted(set(dataset.usage.tolist()))
+    if split not in available:
+        raise FerkitError(
+            f"{data}: no rows with Usage {split!r}; the data has: {', '.join(available)}"
+        )
+    subset = dataset.subset(dataset.usage == split)
+    # What was skipped (bad rows) or left out by the protocol (FER+) stays reported.
+    subset.skipped = list(dataset.skipped)
+    subset.excluded = excluded_in_split(dataset.excluded, split)
+    return subset
+
+
+def probability_report(probabilities, labels, out_dir: str | os.PathLike | None = None) -> dict:
+    """Calibration (ECE, NLL, Brier, reliability bins) and abstention (risk-coverage points,
+    accuracy/coverage per ``--min-confidence``) of a model's probabilities on labelled faces.
+
+    With ``out_dir``, also writes ``reliability_diagram.png`` and ``risk_coverage.png``.
+
+    Example:
+        >>> report = probability_report([[0.9, 0.1], [0.4, 0.6]], [0, 1])
+        >>> round(report["calibration"]["ece"], 2), report["risk_coverage"][-1]["accuracy"]
+        (0.25, 1.0)
+    """
+    from ferkit.abstention import risk_coverage, threshold_table
+    from ferkit.calibration import calibration_metrics
+    from ferkit.plots import reliability_figure, risk_coverage_figure, save_figure
+
+    calibration = calibration_metrics(probabilities, labels)
+    coverage = risk_coverage(probabilities, labels)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        figure = reliability_figure({"model": calibration["reliability"]})
+        save_figure(figure, out_dir / "reliability_diagram.png")
+        save_figure(risk_coverage_figure({"model": coverage}), out_dir / "risk_coverage.png")
+    return {
+        "calibration": calibration,
+        "risk_coverage": coverage["points"],
+        "min_confidence": threshold_table(probabilities, labels),
+    }
+
+
 def vote_metrics(votes, probabilities) -> dict:
     """How well predicted distributions match annotators' vote distributions (FER+).
 
@@ -239,25 +298,13 @@ def evaluate_dataset(
         >>> sorted(metrics)[:3]  # doctest: +SKIP
         ['accuracy', 'class_names', 'confusion_matrix']
     """
-    from ferkit.data import load_fer2013
-    from ferkit.data.ferplus import excluded_in_split
     from ferkit.inference import Predictor
     from ferkit.io import write_json
     from ferkit.plots import plot_confusion_matrix
 
     predictor = Predictor.from_run(model, device=device, tta=tta, backend=backend)
-    dataset = load_fer2013(data, skip_bad_rows=skip_bad_rows)
+    dataset = load_split(data, split, skip_bad_rows)
     skipped, excluded = list(dataset.skipped), list(dataset.excluded)
-    if split is not None:
-        if dataset.usage is None:
-            raise FerkitError(f"{data}: --split {split} needs a Usage column; this data has none")
-        available = sorted(set(dataset.usage.tolist()))
-        if split not in available:
-            raise FerkitError(
-                f"{data}: no rows with Usage {split!r}; the data has: {', '.join(available)}"
-            )
-        dataset = dataset.subset(dataset.usage == split)
-        excluded = excluded_in_split(excluded, split)
     dataset, set_aside = restrict_to_classes(dataset, predictor.class_names)
     labels = align_labels(dataset, predictor.class_names)
     probabilities = predictor.predict_proba(dataset.images, batch_size=batch_size)
@@ -278,6 +325,7 @@ def evaluate_dataset(
     if predictor.quantization is not None:
         metrics["quantization"] = predictor.quantization
     out_dir = Path(out) if out is not None else predictor.location_folder
+    metrics.update(probability_report(probabilities, labels, out_dir))
     write_json(out_dir / "metrics.json", metrics)
     plot_confusion_matrix(
         np.array(metrics["confusion_matrix"]),
@@ -287,3 +335,30 @@ def evaluate_dataset(
     )
     metrics["output_folder"] = str(out_dir)
     return metrics
+
+
+def format_probability_report(metrics: dict) -> str:
+    """Calibration, risk-coverage and ``--min-confidence`` lines of an evaluation.
+
+    Example:
+        >>> report = probability_report([[0.9, 0.1], [0.4, 0.6]], [0, 1])
+        >>> print(format_probability_report(report).splitlines()[0])
+        calibration: ECE 0.250 (15 bins)   NLL 0.308   Brier 0.170
+    """
+    calibration = metrics["calibration"]
+    coverage = "   ".join(
+        f"{point['coverage']:.0%}: {point['accuracy']:.1%}" for point in metrics["risk_coverage"]
+    )
+    thresholds = "   ".join(
+        f"{row['min_confidence']:g}: {row['coverage']:.0%} answered"
+        + (f", {row['accuracy']:.1%} right" if row["accuracy"] is not None else "")
+        for row in metrics["min_confidence"]
+    )
+    return "\n".join(
+        [
+            f"calibration: ECE {calibration['ece']:.3f} ({calibration['bins']} bins)   "
+            f"NLL {calibration['nll']:.3f}   Brier {calibration['brier']:.3f}",
+            f"accuracy on the most confident faces (coverage: accuracy): {coverage}",
+            f"--min-confidence: {thresholds}",
+        ]
+    ).replace("%", " %")

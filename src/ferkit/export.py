@@ -1,7 +1,8 @@
 """Export a trained model (or ensemble) to ONNX, with a parity check against PyTorch.
 
 The exported graph takes raw grayscale faces and does everything after the resize: input
-normalisation, the model(s), test-time augmentation and softmax. Its metadata carries the
+normalisation, the model(s), test-time augmentation, softmax and the model card's
+temperature scaling (probability calibration, see ferkit.calibration). Its metadata carries the
 class names, the input layout and the model card, so an ONNX consumer needs nothing else.
 
 ``quantize="int8"`` adds static INT8 quantization with ONNX Runtime (QDQ format, per-channel
@@ -38,30 +39,37 @@ INT8_OP_TYPES = ("Conv", "Gemm", "MatMul", "Relu", "MaxPool")
 
 
 class ProbabilityGraph(torch.nn.Module):
-    """Raw faces (N, 1, H, W, float 0-255) → class probabilities, for one or more members."""
+    """Raw faces (N, 1, H, W, float 0-255) → class probabilities, for one or more members.
+
+    The calibration temperatures (model card, ensemble card) are applied inside the graph by
+    :func:`ferkit.calibration.combine_probabilities`, the function the Predictor uses.
+    """
 
     def __init__(self, predictor):
         super().__init__()
+        from ferkit.calibration import combine_probabilities
         from ferkit.runtime import tta_views
 
         self.tta_views = tta_views
+        self.combine_probabilities = combine_probabilities
         self.models = torch.nn.ModuleList(model for model, _ in predictor.members)
         self.settings = []
         for _, card in predictor.members:
             tta = predictor.tta if predictor.tta is not None else card.get("tta", "none")
             normalization = card["normalization"]
             self.settings.append((normalization["mean"], normalization["std"], tta))
+        self.member_temperatures, self.temperature = predictor.temperatures()
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        """Average of the members' softmax outputs over their TTA views."""
-        total = None
+        """Calibrated average of the members' softmax outputs over their TTA views."""
+        member_logits = []
         for model, (mean, std, tta) in zip(self.models, self.settings):
             inputs = faces * (1.0 / (255.0 * std)) - mean / std
             views = self.tta_views(inputs, tta)
-            logits = model(torch.cat(views)).view(len(views), faces.shape[0], -1).mean(dim=0)
-            probabilities = torch.softmax(logits, dim=1)
-            total = probabilities if total is None else total + probabilities
-        return total / len(self.models)
+            member_logits.append(
+                model(torch.cat(views)).view(len(views), faces.shape[0], -1).mean(dim=0)
+            )
+        return self.combine_probabilities(member_logits, self.member_temperatures, self.temperature)
 
 
 def export_onnx(
@@ -353,9 +361,13 @@ def export_predictor(
         "input": f"faces: float32 (N, 1, {size}, {size}), grayscale pixels 0-255, "
         "face crop resized to the input size",
         "normalization": "applied inside the graph: " + json.dumps(predictor.normalization),
-        "output": "probabilities: float32 (N, classes), softmax over class_names",
+        "output": "probabilities: float32 (N, classes), softmax over class_names, "
+        "temperature-scaled as the model card's calibration says",
         "opset": str(opset),
         "tta": json.dumps([setting[2] for setting in graph.settings]),
+        "temperature_scaling": json.dumps(
+            {"member_temperatures": graph.member_temperatures, "temperature": graph.temperature}
+        ),
         "model_card": json.dumps(card),
     }
     for key, value in metadata.items():

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ferkit.abstention import check_min_confidence, decide
+from ferkit.calibration import combine_probabilities, temperature_of
 from ferkit.choices import BACKENDS
 from ferkit.errors import FerkitError
 from ferkit.preprocessing import read_image, to_face_array
@@ -41,16 +43,28 @@ class Prediction:
     """The emotion of one face.
 
     Attributes:
-        label: the most probable class name.
-        score: its probability.
+        label: the most probable class name, or ``"uncertain"`` when its probability is below
+            the ``min_confidence`` asked for.
+        score: the top probability (calibrated when the model card has a temperature).
         probabilities: every class name → probability (they sum to 1).
         source: the file it came from, when it came from a file.
+        margin: top-1 minus top-2 probability.
+        uncertain: True when the model abstained (``label == "uncertain"``).
+        best_guess: the most probable class name, even when uncertain.
     """
 
     label: str
     score: float
     probabilities: dict[str, float] = field(default_factory=dict)
     source: str | None = None
+    margin: float = 0.0
+    uncertain: bool = False
+    best_guess: str = ""
+
+    @property
+    def confidence(self) -> float:
+        """The top probability (the same as ``score``)."""
+        return self.score
 
     def to_dict(self) -> dict:
         """JSON-able form."""
@@ -58,6 +72,10 @@ class Prediction:
             "source": self.source,
             "label": self.label,
             "score": self.score,
+            "confidence": self.score,
+            "margin": self.margin,
+            "uncertain": self.uncertain,
+            "best_guess": self.best_guess,
             "probabilities": self.probabilities,
         }
 
@@ -237,6 +255,7 @@ class Predictor:
                 digest.update(name.encode())
                 digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         digest.update(str(self.tta).encode())
+        digest.update(json.dumps(self.temperatures()).encode())
         path = default_cache_dir() / "onnx" / f"{digest.hexdigest()[:32]}.onnx"
         if not path.is_file():
             export_predictor(self, path, name=str(self.location or "model"))
@@ -249,46 +268,87 @@ class Predictor:
             raise FerkitError(f"{self.location}: {what} needs a PyTorch model, not an ONNX file")
 
     @property
+    def is_ensemble(self) -> bool:
+        """True for an ensemble folder (several members, one ``ensemble.json``)."""
+        from ferkit.ensemble import ENSEMBLE_FORMAT
+
+        return self.card.get("format") == ENSEMBLE_FORMAT
+
+    @property
+    def temperature(self) -> float:
+        """The temperature that ``ferkit calibrate`` fits for this model (1.0: none yet)."""
+        return temperature_of(self.card)
+
+    def temperatures(self, calibrated: bool = True) -> tuple[list[float], float]:
+        """(each member's temperature, the ensemble's) for :func:`combine_probabilities`.
+
+        ``calibrated=False`` leaves out the temperature :attr:`temperature` refers to: a
+        model's own, or an ensemble's outer one (its members keep theirs).
+        """
+        members = [temperature_of(card) for _, card in self.members]
+        if not self.is_ensemble:
+            return (members if calibrated else [1.0] * len(members)), 1.0
+        return members, temperature_of(self.card) if calibrated else 1.0
+
+    @property
     def location_folder(self) -> Path:
         """The folder the model came from (where evaluate writes by default)."""
         return self.location.parent if self.location is not None else Path.cwd()
 
     @torch.no_grad()
-    def predict_proba(self, faces, batch_size: int = 512) -> np.ndarray:
+    def predict_proba(self, faces, batch_size: int = 512, calibrated: bool = True) -> np.ndarray:
         """Probabilities (N, classes) for faces already at the model's size (uint8 N×H×W).
+
+        Args:
+            faces: uint8 (N, H, W).
+            batch_size: faces per forward pass.
+            calibrated: apply the card's temperature (see :mod:`ferkit.calibration`); False
+                gives the raw probabilities a temperature is fitted on.
+
+        Raises:
+            FerkitError: ``calibrated=False`` for an exported ONNX file with a temperature
+                inside its graph (a PyTorch model switched to ONNX Runtime answers with
+                PyTorch then).
 
         Example:
             >>> predictor.predict_proba(np.zeros((2, 48, 48), np.uint8)).shape  # doctest: +SKIP
             (2, 7)
         """
         faces = np.asarray(faces, dtype=np.uint8)
+        # The ONNX graph has the temperature inside; without it, only PyTorch can answer.
+        use_onnx = self.onnx is not None and (calibrated or self.temperature == 1.0)
+        if self.onnx is not None and not use_onnx and self.model is None:
+            raise FerkitError(
+                f"{self.location}: the ONNX graph applies the temperature; uncalibrated "
+                "probabilities need the PyTorch model it was exported from"
+            )
         if len(faces) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        if self.onnx is not None:
+        if use_onnx:
             return self.onnx.predict_proba(faces, batch_size)
-        total = None
+        member_logits = []
         for model, card in self.members:
             # fp32 unless use_bfloat16(): fp32 predictions are reproducible across machines.
             tta = self.tta if self.tta is not None else card.get("tta", "none")
-            logits = batched_logits(
+            member_logits.append(batched_logits(
                 model, faces, card["normalization"], batch_size, self.device,
                 self.autocast_dtype, self.autocast_dtype is not None, tta,
-            )  # fmt: skip
-            probabilities = torch.softmax(logits, dim=1)
-            total = probabilities if total is None else total + probabilities
-        return (total / len(self.members)).numpy()
+            ))  # fmt: skip
+        return combine_probabilities(member_logits, *self.temperatures(calibrated)).numpy()
 
     def _face(self, item) -> np.ndarray:
         if isinstance(item, (str, os.PathLike)):
             item = read_image(item)
         return to_face_array(item, self.input_size)
 
-    def predict(self, inputs, batch_size: int = 512):
+    def predict(self, inputs, batch_size: int = 512, min_confidence: float | None = None):
         """Classify one face or a list of faces.
 
         Args:
             inputs: a path, a PIL image or an array (H, W) / (H, W, 3 RGB), or a list of them.
             batch_size: faces per forward pass.
+            min_confidence: label a face ``"uncertain"`` when its top probability is below
+                this (its probabilities and ``best_guess`` are still given); None: never.
 
         Returns:
             A :class:`Prediction`, or a list of them for a list input.
@@ -302,21 +362,25 @@ class Predictor:
             >>> [p.label for p in predictor.predict(["a.png", "b.png"])]  # doctest: +SKIP
             ['Happy', 'Sad']
         """
+        check_min_confidence(min_confidence)
         single = not isinstance(inputs, (list, tuple))
         items = [inputs] if single else list(inputs)
         faces = np.stack([self._face(item) for item in items]) if items else np.zeros((0, 48, 48))
         probabilities = self.predict_proba(faces, batch_size)
+        decisions = decide(probabilities, self.class_names, min_confidence)
         results = []
-        for item, row in zip(items, probabilities):
-            best = int(row.argmax())
+        for item, row, decision in zip(items, probabilities, decisions):
             results.append(
                 Prediction(
-                    label=self.class_names[best],
-                    score=float(row[best]),
+                    label=decision.label,
+                    score=decision.confidence,
                     probabilities={
                         name: float(value) for name, value in zip(self.class_names, row)
                     },
                     source=str(item) if isinstance(item, (str, os.PathLike)) else None,
+                    margin=decision.margin,
+                    uncertain=decision.uncertain,
+                    best_guess=decision.best_guess,
                 )
             )
         return results[0] if single else results

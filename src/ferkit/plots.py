@@ -23,16 +23,28 @@ def _figure(rows: int = 1, columns: int = 1, **options):
     return figure, figure.subplots(rows, columns, squeeze=False)
 
 
-def _save(figure: Figure, path: str | os.PathLike | None) -> Figure:
-    """Write ``figure`` to ``path`` atomically (when a path is given); return the figure."""
-    if path is None:
-        return figure
+def save_figure(figure, path: str | os.PathLike) -> Path:
+    """Write a figure (from one of the ``*_figure`` functions) as PNG, atomically.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "f.png"
+        >>> save_figure(Figure(), out).exists()
+        True
+    """
     path = Path(path)
 
     def write(temporary: str) -> None:
         figure.savefig(temporary, format=path.suffix.lstrip(".") or "png", dpi=110)
 
     atomic_write(path, write)
+    return figure
+
+
+def _saved(figure: Figure, path: str | os.PathLike | None) -> Figure:
+    """Write ``figure`` to ``path`` (when a path is given) and return the figure."""
+    if path is not None:
+        save_figure(figure, path)
     return figure
 
 
@@ -69,7 +81,7 @@ def plot_history(history: list[dict], path=None, lr_drop_epochs=()) -> Figure:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    return _save(figure, path)
+    return _saved(figure, path)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names, path=None, title: str = "") -> Figure:
@@ -111,7 +123,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names, path=None, title: str
                     color="white" if values[row, column] > threshold else "black",
                 )
     figure.tight_layout()
-    return _save(figure, path)
+    return _saved(figure, path)
 
 
 def plot_label_distribution(
@@ -143,7 +155,7 @@ def plot_label_distribution(
     axis.set_title(f"{title} ({total} faces)")
     axis.margins(y=0.12)
     figure.tight_layout()
-    return _save(figure, path)
+    return _saved(figure, path)
 
 
 def plot_face_grid(images: np.ndarray, titles, path=None, columns: int = 4) -> Figure:
@@ -163,7 +175,7 @@ def plot_face_grid(images: np.ndarray, titles, path=None, columns: int = 4) -> F
             axis.imshow(images[index], cmap="gray", vmin=0, vmax=255)
             axis.set_title(titles[index], fontsize=10)
     figure.tight_layout()
-    return _save(figure, path)
+    return _saved(figure, path)
 
 
 def plot_cross_validation(folds: list[dict], path=None) -> Figure:
@@ -187,4 +199,86 @@ def plot_cross_validation(folds: list[dict], path=None) -> Figure:
     axis.set_title("Cross-validation (dashed: mean)")
     axis.legend(loc="lower right")
     figure.tight_layout()
-    return _save(figure, path)
+    return _saved(figure, path)
+
+
+def reliability_figure(panels: dict[str, list[dict]], title: str = "") -> Figure:
+    """Reliability diagrams side by side (e.g. before and after temperature scaling).
+
+    Each panel shows, per confidence bin, the accuracy of its faces as a bar against the
+    diagonal (perfect calibration), the gap to the bin's mean confidence hatched, and the
+    share of faces per bin.
+
+    Args:
+        panels: panel name → bins from :func:`ferkit.calibration.reliability_bins`.
+        title: figure title.
+
+    Example:
+        >>> from ferkit.calibration import reliability_bins
+        >>> bins = reliability_bins([[0.9, 0.1], [0.3, 0.7]], [0, 0])
+        >>> len(reliability_figure({"before": bins, "after": bins}).axes)
+        2
+    """
+    figure, axes = _figure(1, len(panels), figsize=(4.6 * len(panels), 4.6))
+    for axis, (name, bins) in zip(axes[0], panels.items()):
+        total = max(1, sum(row["count"] for row in bins))
+        width = bins[0]["upper"] - bins[0]["lower"] if bins else 0.1
+        filled = [row for row in bins if row["count"]]
+        centres = [(row["lower"] + row["upper"]) / 2 for row in filled]
+        accuracy = [row["accuracy"] for row in filled]
+        confidence = [row["confidence"] for row in filled]
+        axis.bar(centres, accuracy, width=width, color="tab:blue", edgecolor="white",
+                 label="accuracy")  # fmt: skip
+        # The gap, hatched, from accuracy up (over-confident) or down (under-confident) to the
+        # bin's mean confidence.
+        axis.bar(centres, np.abs(np.subtract(confidence, accuracy)),
+                 bottom=np.minimum(confidence, accuracy), width=width, facecolor="none",
+                 edgecolor="tab:red", hatch="///", lw=0.8, label="gap to confidence")  # fmt: skip
+        axis.bar(centres, [row["count"] / total for row in filled], width=width * 0.4,
+                 color="gray", alpha=0.6, label="share of faces")  # fmt: skip
+        axis.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+        ece = sum(row["count"] * abs(row["accuracy"] - row["confidence"]) for row in filled)
+        axis.set_title(f"{name}: ECE {ece / total:.3f}")
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1)
+        axis.set_xlabel("confidence (top probability)")
+        axis.set_ylabel("accuracy")
+        axis.legend(loc="upper left", fontsize=8)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def risk_coverage_figure(curves: dict[str, dict], title: str = "Risk-coverage") -> Figure:
+    """Accuracy on the most confident faces against the share of faces answered.
+
+    Args:
+        curves: curve name → :func:`ferkit.abstention.risk_coverage` result.
+        title: axis title.
+
+    Example:
+        >>> from ferkit.abstention import risk_coverage
+        >>> curve = risk_coverage([[0.9, 0.1], [0.6, 0.4]], [0, 1])
+        >>> len(risk_coverage_figure({"model": curve}).axes)
+        1
+    """
+    figure, axes = _figure(figsize=(6, 4.5))
+    axis = axes[0, 0]
+    for name, result in curves.items():
+        line = axis.plot(result["curve"]["coverage"], result["curve"]["accuracy"], label=name)
+        points = result["points"]
+        axis.plot([point["coverage"] for point in points], [point["accuracy"] for point in points],
+                  "o", color=line[0].get_color())  # fmt: skip
+        for point in points:
+            position = (point["coverage"], point["accuracy"])
+            axis.annotate(f"{point['accuracy']:.1%}", position, textcoords="offset points",
+                          xytext=(0, 6), ha="center", fontsize=8)  # fmt: skip
+    axis.set_xlim(0, 1.02)
+    axis.set_xlabel("coverage (share of faces answered, most confident first)")
+    axis.set_ylabel("accuracy on answered faces")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower left")
+    figure.tight_layout()
+    return figure

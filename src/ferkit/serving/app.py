@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit import __version__
+from ferkit.abstention import check_min_confidence
 from ferkit.errors import FerkitError
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -138,6 +139,7 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
     from fastapi.staticfiles import StaticFiles
 
     from ferkit.analyze import Analyzer
+    from ferkit.modelcard import format_model_card
 
     config = config or ServeConfig()
     analyzer = analyzer or Analyzer(
@@ -152,6 +154,7 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
         "ferkit_version": __version__,
         "detector": config.detector,
     }
+    card_markdown = format_model_card(card, card.get("bundled_name") or str(config.model))
     max_bytes = int(config.max_upload_mb * 1024 * 1024)
 
     app = FastAPI(
@@ -179,8 +182,8 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
 
     @app.get("/v1/model")
     async def model() -> dict:
-        """The model card of the served model."""
-        return {"model": model_info, "card": card}
+        """The model card of the served model: as JSON and as Markdown (``ferkit info``)."""
+        return {"model": model_info, "card": card, "card_markdown": card_markdown}
 
     @app.post(
         "/v1/predict",
@@ -198,9 +201,17 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
             }
         },
     )
-    async def predict(request: Request):
-        """Faces and emotions in an image: multipart upload (field ``file``) or raw body."""
+    async def predict(request: Request, min_confidence: float | None = None):
+        """Faces and emotions in an image: multipart upload (field ``file``) or raw body.
+
+        ``?min_confidence=0.6`` labels faces whose top probability is below 0.6 ``uncertain``
+        (their probabilities are still given).
+        """
         started = time.perf_counter()
+        try:
+            check_min_confidence(min_confidence)
+        except FerkitError as bad:
+            return error(400, str(bad))
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
             return error(413, f"upload larger than {config.max_upload_mb:g} MB")
@@ -225,7 +236,7 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
             image, original = decode_image(data, config.max_pixels)
             decoded = time.perf_counter()
             # Worker threads analyse concurrently: shared model, one detector per thread.
-            result = analyzer.analyze_image(image, "upload")
+            result = analyzer.analyze_image(image, "upload", min_confidence)
             return image, original, result, decoded
 
         try:

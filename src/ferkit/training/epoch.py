@@ -295,8 +295,8 @@ def evaluate(
     """Class probabilities (and loss/accuracy when ``labels`` are given) for uint8 faces.
 
     Returns:
-        ``{"probabilities": float32 (N, classes), "predictions": (N,)}`` plus ``"loss"`` and
-        ``"accuracy"`` with labels.
+        ``{"logits", "probabilities": float32 (N, classes), "predictions": (N,)}`` plus
+        ``"loss"`` and ``"accuracy"`` with labels.
 
     Example:
         >>> from ferkit.models import create_model
@@ -310,6 +310,7 @@ def evaluate(
     )
     probabilities = torch.softmax(logits, dim=1)
     result = {
+        "logits": logits.numpy(),
         "probabilities": probabilities.numpy(),
         "predictions": probabilities.argmax(dim=1).numpy(),
     }

@@ -99,7 +99,8 @@ def fit(config: TrainConfig, train_set: FerDataset, val_set: FerDataset, log=pri
     The run folder (``config.out``) receives ``config.json``, the ``best`` checkpoint
     (``best.safetensors`` + ``best.json`` model card), the ``last/`` bundle for ``--resume``,
     ``history.json``/``.csv``/``.png``, ``metrics.json`` and ``confusion_matrix.png`` for the
-    validation set.
+    validation set, and ``calibration.json`` and ``reliability_diagram.png``: the temperature
+    fitted on the validation logits (stored in ``best.json``) and ECE/NLL/Brier before/after.
 
     Example:
         >>> from ferkit.data.synth import make_synthetic_dataset
@@ -298,6 +299,7 @@ def _stop_after_interrupt(run: _Run, state: TrainState, epoch: int) -> None:
 
 def _finish(run: _Run, state: TrainState, val_set) -> FitResult:
     """Reload ``best``, measure it in fp32, write metrics, the confusion matrix and its card."""
+    from ferkit.calibration import calibrate_validation
     from ferkit.plots import plot_confusion_matrix
 
     config, run_dir, main = run.config, run.run_dir, run.distributed.is_main
@@ -319,6 +321,10 @@ def _finish(run: _Run, state: TrainState, val_set) -> FitResult:
         "validation_macro_f1": metrics["macro_f1"],
         "per_class_recall": {name: row["recall"] for name, row in metrics["per_class"].items()},
     }
+    # Temperature scaling on the validation logits: calibration.json, reliability_diagram.png.
+    best_card["calibration"] = calibrate_validation(
+        validation["logits"], val_set.labels, run_dir if main else None
+    )
     if main:
         write_json(run_dir / "metrics.json", metrics)
         plot_confusion_matrix(
@@ -343,7 +349,9 @@ def initialise_from(config: TrainConfig, class_names, log=print) -> torch.nn.Mod
     Example:
         >>> model = initialise_from(TrainConfig(init="pretrained"), "ABCDEFG")  # doctest: +SKIP
     """
-    source = "default" if config.init == "pretrained" else config.init
+    from ferkit.pretrained import pretrained_for
+
+    source = pretrained_for(class_names) if config.init == "pretrained" else config.init
     pretrained, card = hub.load(source).single("--init")
     model, copied, total = transfer_weights(pretrained, card, class_names)
     config.arch = model.ferkit_name
