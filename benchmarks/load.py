@@ -2,6 +2,7 @@
 
 Usage:
     .venv/bin/python benchmarks/load.py [--model default] [--requests 2000] [--concurrency 32]
+        [--detector yunet] [--detector-model ../shared/models/face_detection_yunet_2023mar.onnx]
 
 Starts ``ferkit serve`` in a subprocess on a free local port, waits for ``/healthz``, then
 posts a 640x480 JPEG with one face (scikit-image's astronaut) ``--requests`` times with
@@ -67,6 +68,8 @@ async def fire(url: str, body: bytes, requests: int, concurrency: int, deadline:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
+    parser.add_argument("--detector", default="yunet", help="serve's --detector")
+    parser.add_argument("--detector-model", help="serve's --detector-model (a YuNet file)")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--max-seconds", type=float, default=600, help="stop sending after this")
@@ -76,7 +79,20 @@ def main() -> None:
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "ferkit", "serve", "--model", arguments.model, "--port", str(port)]
+        [
+            sys.executable,
+            "-m",
+            "ferkit",
+            "serve",
+            "--model",
+            arguments.model,
+            "--port",
+            str(port),
+            "--detector",
+            arguments.detector,
+            "--offline",
+        ]
+        + (["--detector-model", arguments.detector_model] if arguments.detector_model else [])
     )
     try:
         for _ in range(600):

@@ -184,3 +184,55 @@ def test_chunked_upload_over_the_limit_is_413(client):
 def test_other_formats_are_refused(client):
     eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
     assert client.post("/v1/predict", content=eps).status_code == 415
+
+
+def test_the_detector_is_named_and_landmarks_map_back_to_the_upload(client):
+    from conftest import SHARED_YUNET
+
+    detector = "yunet" if SHARED_YUNET.is_file() else "haar"  # Haar: the offline fallback
+    assert client.get("/v1/model").json()["model"]["detector"] == detector
+    small = client.post("/v1/predict", content=png_bytes(skimage_data.astronaut())).json()
+    big = np.asarray(Image.fromarray(skimage_data.astronaut()).resize((1024, 1024)))
+    large = client.post("/v1/predict", content=jpeg_bytes(big)).json()  # downscaled to 800
+    assert small["detector"] == large["detector"] == detector
+    if detector == "yunet":
+        right_eye = np.array(small["faces"][0]["landmarks"]["right_eye"])
+        assert np.hypot(*(right_eye - (200, 102))) < 5
+        mapped = np.array(large["faces"][0]["landmarks"]["right_eye"])
+        assert np.hypot(*(mapped - 2 * right_eye)) < 8  # in the uploaded image's pixels
+
+
+def test_the_pages_webcam_labels_are_smoothed_per_face(tmp_path):
+    """Runs the page's smoothing code (between its markers in app.js) in Node."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    source = (Path(create_app.__code__.co_filename).parent / "static" / "app.js").read_text()
+    code = source[source.index("// smoothing: start") : source.index("// smoothing: end")]
+
+    def face(x, happy):
+        box = {"x": x, "y": 10, "width": 50, "height": 50}
+        probabilities = {"happy": happy, "sad": 1 - happy}
+        return {"box": box, "emotion": "?", "emotion_score": 0, "probabilities": probabilities}
+
+    frames = [[face(10, 0.9), face(200, 0.2)], [face(14, 0.2), face(204, 0.2)],
+              [face(18, 0.2)], [face(300, 0.5)]]  # fmt: skip
+    script = (
+        code
+        + f"""
+const out = {json.dumps(frames)}.map((faces) => smoothFaces({{faces}}).faces.map(
+  (f) => [f.track, f.emotion, Math.round(f.probabilities.happy * 1000) / 1000]));
+console.log(JSON.stringify(out));"""
+    )
+    result = subprocess.run([node, "-e", script], capture_output=True, text=True, check=True)
+    frame_1, frame_2, frame_3, frame_4 = json.loads(result.stdout)
+    assert frame_1 == [[1, "happy", 0.9], [2, "sad", 0.2]]
+    # Face 1 turns sad for one frame: smoothed 0.6 * 0.9 + 0.4 * 0.2 = 0.62, still happy.
+    assert frame_2 == [[1, "happy", 0.62], [2, "sad", 0.2]]
+    assert frame_3 == [[1, "sad", 0.452]]
+    assert frame_4 == [[3, "sad", 0.5]] or frame_4 == [[3, "happy", 0.5]]  # a new person

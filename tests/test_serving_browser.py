@@ -135,6 +135,10 @@ def test_upload_a_photo_and_see_the_face_and_its_label(server, model_location, t
             }"""
         )
         assert pixel["width"] == 512 and pixel["green"] > 500
+        from conftest import SHARED_YUNET
+
+        if SHARED_YUNET.is_file():  # the page runs with YuNet, the default detector, and says so
+            page.wait_for_function("document.getElementById('model').textContent.includes('yunet')")
         screenshot = tmp_path / "serve.png"
         page.screenshot(path=str(screenshot), full_page=True)
         if os.environ.get("FERKIT_SCREENSHOT_DIR"):
@@ -178,6 +182,9 @@ def test_webcam_mode_shows_live_results(server, tmp_path):
             "document.getElementById('message').textContent.includes('face(s) found')",
             timeout=30_000,
         )
+        # Webcam labels come from tracks (smoothed over frames): the one face is person 1.
+        assert page.locator("#faces li").first.get_attribute("data-track") == "1"
+        assert "Person 1" in page.inner_text("#faces")
         page.click("#stop")
         assert "stopped" in page.inner_text("#message")
         browser.close()

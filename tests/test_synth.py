@@ -153,3 +153,17 @@ def test_expressions_are_learnable(dataset):
     model = RidgeClassifier(alpha=100.0).fit(features[:1050], labels[:1050])
     accuracy = model.score(features[1050:], labels[1050:])
     assert accuracy > 0.5
+
+
+def test_cue_masks_mark_where_the_expressions_differ():
+    from ferkit.data.synth_cues import expression_cue_masks
+
+    images, labels = generate_faces(700, seed=2)
+    masks, mask_labels = expression_cue_masks(700, seed=2)
+    assert (mask_labels == labels).all() and masks.shape == images.shape
+    assert 0.04 < (masks > 0).mean() < 0.2  # brows, eyes, mouth: a small part of the face
+    # Between-class variance of the class-mean images lives on the cue pixels.
+    means = np.stack([images[labels == label].mean(axis=0) for label in range(7)])
+    between = means.var(axis=0)
+    cue = masks.mean(axis=0) > 0.05
+    assert between[cue].mean() > 3 * between[~cue].mean()

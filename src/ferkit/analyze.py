@@ -1,9 +1,11 @@
 """``ferkit predict``: faces and emotions in images, folders, globs and videos.
 
-For each input the detector finds faces, each face is cropped (square, with a margin) and goes
+For each input the detector (YuNet by default) finds faces and their landmarks, each face is
+aligned to FER2013's framing (or cropped square with a margin when it has no landmarks) and goes
 through the eval preprocessing; crops from many images go through the model together. Results
-come back per face (box, detector score, emotion, all probabilities), as a table, JSON or CSV,
-and optionally as annotated copies of the images and videos.
+come back per face (box, landmarks, detector score, emotion, all probabilities) and name the
+detector that ran, as a table, JSON or CSV, and optionally as annotated copies of the images and
+videos.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.abstention import check_min_confidence, decide
-from ferkit.detection import FaceBox, create_detector, crop_face
+from ferkit.alignment import face_crop
+from ferkit.detection import DEFAULT_DETECTOR, LANDMARK_NAMES, FaceBox, create_detector
 from ferkit.errors import FerkitError
 from ferkit.io import atomic_write, write_text
 from ferkit.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
+from ferkit.tracking import DEFAULT_SMOOTHING, FaceTracker, write_track_outputs
 
 #: Inference engine for predict and serve: torch | onnx | auto | bf16 (see Predictor.from_run).
 INFERENCE_BACKEND = "auto"
@@ -48,12 +52,17 @@ class FaceResult:
     margin: float = 0.0
     uncertain: bool = False
     best_guess: str = ""
+    track: int | None = None  # video: the person's track id (ferkit.tracking)
 
     def to_dict(self) -> dict:
         """JSON-able form."""
-        return {"box": self.box.to_dict(), "emotion": self.label, "emotion_score": self.score,
-                "confidence": self.score, "margin": self.margin, "uncertain": self.uncertain,
-                "best_guess": self.best_guess, "probabilities": self.probabilities}  # fmt: skip
+        result = {"box": self.box.to_dict(), "landmarks": self.box.landmarks_dict(),
+                  "emotion": self.label, "emotion_score": self.score,
+                  "confidence": self.score, "margin": self.margin, "uncertain": self.uncertain,
+                  "best_guess": self.best_guess, "probabilities": self.probabilities}  # fmt: skip
+        if self.track is not None:
+            result = {"track": self.track, **result}
+        return result
 
 
 @dataclass
@@ -66,10 +75,12 @@ class MediaResult:
     faces: list[FaceResult] = field(default_factory=list)
     frame: int | None = None
     timestamp: float | None = None
+    detector: str | None = None  # the detector that ran (after any fallback)
 
     def to_dict(self) -> dict:
         """JSON-able form."""
-        result = {"source": self.source, "width": self.width, "height": self.height}
+        result = {"source": self.source, "width": self.width, "height": self.height,
+                  "detector": self.detector}  # fmt: skip
         if self.frame is not None:
             result.update(frame=self.frame, timestamp=self.timestamp)
         result["faces"] = [face.to_dict() for face in self.faces]
@@ -133,6 +144,8 @@ def annotate(image: np.ndarray, faces: list[FaceResult]) -> np.ndarray:
         cv2.rectangle(canvas, (box.x, box.y), (box.x + box.width, box.y + box.height), color,
                       thickness)  # fmt: skip
         text = f"{face.label} {face.score:.0%}"
+        if face.track is not None:
+            text = f"#{face.track} {text}"
         scale = max(0.4, box.width / 220)
         (text_width, text_height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         top = max(0, box.y - text_height - 8)
@@ -149,6 +162,20 @@ def annotate(image: np.ndarray, faces: list[FaceResult]) -> np.ndarray:
     return canvas
 
 
+def _track(tracker: FaceTracker, result: MediaResult, gap: int) -> None:
+    """Give ``result``'s faces their track ids and smoothed probabilities (label follows)."""
+    if not result.faces:
+        tracker.update([], None, gap)
+        return
+    names = list(result.faces[0].probabilities)
+    raw = np.array([[face.probabilities[name] for name in names] for face in result.faces])
+    ids, smoothed = tracker.update([face.box for face in result.faces], raw, gap)
+    for face, track, row in zip(result.faces, ids, smoothed):
+        best = int(np.argmax(row))
+        face.track, face.label, face.score = track, names[best], float(row[best])
+        face.probabilities = {name: float(value) for name, value in zip(names, row)}
+
+
 class Analyzer:
     """A predictor plus a detector, loaded once, for many images and videos.
 
@@ -161,14 +188,15 @@ class Analyzer:
     def __init__(
         self,
         model: str | os.PathLike = "default",
-        detector: str = "haar",
+        detector: str = DEFAULT_DETECTOR,
         detector_model: str | os.PathLike | None = None,
         margin: float = 0.2,
         device: str = "auto",
         tta: str | None = None,
         batch_size: int = 256,
         backend: str = INFERENCE_BACKEND,
-        allow_download: bool = False,
+        offline: bool = False,
+        align: bool = True,
         min_confidence: float | None = None,
     ):
         from ferkit.inference import Predictor
@@ -178,13 +206,14 @@ class Analyzer:
         self.predictor = Predictor.from_run(model, device=device, tta=tta, backend=backend)
         # OpenCV detectors are not documented as thread-safe: each thread gets its own.
         self._local = threading.local()
-        self._local.detector = create_detector(detector, detector_model, allow_download)
-        # Threads' detectors reuse the file this one resolved (yunet: checked or downloaded
-        # once), so they never download or re-hash it.
-        self.detector_name = detector
+        self._local.detector = create_detector(detector, detector_model, offline)
+        # Threads' detectors reuse what this one resolved (yunet: the file checked or
+        # downloaded once; haar after a fallback), so they never download, re-hash or re-warn.
+        self.detector_name = self._local.detector.name
         self.detector_model = getattr(self._local.detector, "model_path", detector_model)
         # A face crop given with --detector none is used as it is.
         self.margin = 0.0 if detector == "none" else margin
+        self.align = align
         self.batch_size = batch_size
 
     @property
@@ -209,8 +238,8 @@ class Analyzer:
         size = self.predictor.input_size
         crops = [
             # A whole-image "detection" is a face crop: exactly the Predictor's preprocessing.
-            to_face_array(image, size) if detector.name == "none" else crop_face(
-                image, box, self.margin, size)
+            to_face_array(image, size) if detector.name == "none" else face_crop(
+                image, box, size, self.margin, self.align)
             for image, image_boxes in zip(images, boxes)
             for box in image_boxes
         ]  # fmt: skip
@@ -230,7 +259,9 @@ class Analyzer:
                                {name: float(value) for name, value in zip(names, row)},
                                decision.margin, decision.uncertain, decision.best_guess)
                 )  # fmt: skip
-            results.append(MediaResult(source, image.shape[1], image.shape[0], faces))
+            results.append(
+                MediaResult(source, image.shape[1], image.shape[0], faces, detector=detector.name)
+            )
         return results
 
     def analyze_image(
@@ -246,15 +277,20 @@ class Analyzer:
         save: Path | None = None,
         progress=True,
         output_name: str | None = None,
+        smoothing: float = DEFAULT_SMOOTHING,
     ):
         """Per analysed frame (every ``every``-th), a :class:`MediaResult` with a timestamp.
 
-        With ``save``, writes an annotated copy of the video (analysed frames annotated) as
-        ``save/output_name`` (default ``<stem>_annotated.mp4``).
+        Faces are linked into tracks (``face.track``, stable ids; :mod:`ferkit.tracking`) and
+        each track's probabilities are smoothed over time (``smoothing``: weight of the past,
+        0 = off). With ``save``, writes an annotated copy of the video (analysed frames
+        annotated with track ids) as ``save/output_name`` (default ``<stem>_annotated.mp4``).
         """
         output_name = output_name or f"{path.stem}_annotated.mp4"
         import cv2
         from tqdm import tqdm
+
+        tracker = FaceTracker(smoothing)
 
         capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
@@ -271,6 +307,7 @@ class Analyzer:
             )  # fmt: skip
             for result, index, frame in zip(frame_results, pending_index, pending):
                 result.frame, result.timestamp = index, round(index / fps, 4)
+                _track(tracker, result, every)  # in frame order, across chunks
                 results.append(result)
                 if writer is not None:
                     writer.write(cv2.cvtColor(annotate(frame, result.faces), cv2.COLOR_RGB2BGR))
@@ -321,7 +358,7 @@ class Analyzer:
 def analyze(
     inputs,
     model: str | os.PathLike = "default",
-    detector: str = "haar",
+    detector: str = DEFAULT_DETECTOR,
     detector_model: str | os.PathLike | None = None,
     margin: float = 0.2,
     save: str | os.PathLike | None = None,
@@ -331,7 +368,9 @@ def analyze(
     batch_size: int = 256,
     progress: bool = True,
     backend: str = INFERENCE_BACKEND,
-    allow_download: bool = False,
+    offline: bool = False,
+    align: bool = True,
+    smoothing: float = DEFAULT_SMOOTHING,
     min_confidence: float | None = None,
 ) -> tuple[list[MediaResult], list[str]]:
     """Analyse images, folders, globs and videos; ``ferkit predict``'s Python twin.
@@ -339,6 +378,11 @@ def analyze(
     A file that cannot be read is reported in the errors and the others still run; an image
     with no face gives a result with an empty ``faces`` list. A face whose top probability is
     below ``min_confidence`` is labelled ``uncertain`` (its probabilities are still given).
+    Video faces carry track ids and
+    probabilities smoothed over time (``smoothing``, 0 = off; photos are never smoothed); with
+    ``save``, each video also gets ``<stem>_tracks.csv``/``.json`` and ``<stem>_timeline.png``.
+    ``detector`` defaults to YuNet (Haar with a warning when its file cannot be had and
+    downloads are off, ``offline``); ``align`` crops faces from their landmarks.
 
     Returns:
         (results, errors): one :class:`MediaResult` per image or analysed video frame.
@@ -354,7 +398,7 @@ def analyze(
         raise FerkitError(f"--every {every}: must be at least 1")
     files, errors = expand_inputs(inputs)
     analyzer = Analyzer(
-        model, detector, detector_model, margin, device, tta, batch_size, backend, allow_download,
+        model, detector, detector_model, margin, device, tta, batch_size, backend, offline, align,
         min_confidence,
     )  # fmt: skip
     save_dir = Path(save) if save is not None else None
@@ -393,7 +437,10 @@ def analyze(
         if path.suffix.lower() in VIDEO_EXTENSIONS:
             try:
                 name = annotated_name(str(path), ".mp4") if save_dir is not None else None
-                results += analyzer.analyze_video(path, every, save_dir, progress, name)
+                video = analyzer.analyze_video(path, every, save_dir, progress, name, smoothing)
+                if save_dir is not None:
+                    write_track_outputs(video, save_dir, name.removesuffix("_annotated.mp4"))
+                results += video
             except FerkitError as error:
                 errors.append(str(error))
             continue
@@ -411,8 +458,10 @@ def analyze(
     return results, errors
 
 
+LANDMARK_FIELDS = tuple(f"{name}_{axis}" for name in LANDMARK_NAMES for axis in "xy")
 CSV_FIELDS = ("source", "frame", "timestamp", "face", "x", "y", "width", "height",
-              "detector_score", "emotion", "emotion_score", "margin", "best_guess")  # fmt: skip
+              "detector_score", "detector", "track", *LANDMARK_FIELDS, "emotion",
+              "emotion_score", "margin", "best_guess")  # fmt: skip
 
 
 def write_csv(results: list[MediaResult], path: str | os.PathLike, class_names=None) -> Path:
@@ -420,8 +469,12 @@ def write_csv(results: list[MediaResult], path: str | os.PathLike, class_names=N
 
     ``emotion`` is ``uncertain`` for a face below ``--min-confidence``; ``best_guess`` is its
     top class all the same, ``margin`` its top-1 minus top-2 probability.
+    Landmark columns are empty for detectors without landmarks (Haar); ``track`` is the
+    person's id in videos. ``class_names`` names the probability columns (default: taken
+    from the first face).
 
-    ``class_names`` names the probability columns (default: taken from the first face).
+    Example:
+        >>> write_csv([MediaResult("a.png", 4, 4)], "faces.csv")  # doctest: +SKIP
     """
     if class_names is None:
         class_names = next(
@@ -437,10 +490,13 @@ def write_csv(results: list[MediaResult], path: str | os.PathLike, class_names=N
             writer.writerow(common + [""] * (len(CSV_FIELDS) - 3 + len(class_names)))
         for number, face in enumerate(result.faces, start=1):
             box = face.box
+            landmarks = ([round(float(value), 1) for point in box.landmarks for value in point]
+                         if box.landmarks is not None else [""] * len(LANDMARK_FIELDS))  # fmt: skip
             writer.writerow(
                 common
-                + [number, box.x, box.y, box.width, box.height, round(box.score, 4), face.label,
-                   round(face.score, 6), round(face.margin, 6), face.best_guess]
+                + [number, box.x, box.y, box.width, box.height, round(box.score, 4),
+                   result.detector, face.track, *landmarks, face.label, round(face.score, 6),
+                   round(face.margin, 6), face.best_guess]
                 + [round(face.probabilities[name], 6) for name in class_names]
             )  # fmt: skip
     return write_text(path, buffer.getvalue())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from ferkit import __version__
 from ferkit.errors import FerkitError
@@ -19,13 +20,44 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_download_detector_option(parser: argparse.ArgumentParser) -> None:
+def _add_detector_options(parser: argparse.ArgumentParser) -> None:
+    from ferkit.choices import DETECTORS  # torch- and OpenCV-free, shared with ferkit.detection
+
     parser.add_argument(
-        "--download-detector",
-        action="store_true",
-        help="--detector yunet without --detector-model: download OpenCV zoo's YuNet model "
-        "once into the user cache, SHA-256 checked (FERKIT_ALLOW_DOWNLOAD=1 does the same)",
+        "--detector",
+        choices=DETECTORS,
+        default="yunet",
+        help="face detector (default: yunet, falling back to haar with a warning when its model "
+        "file cannot be had); 'none' when the images already are face crops",
     )
+    parser.add_argument(
+        "--detector-model",
+        help="YuNet ONNX file (default: $FERKIT_YUNET_MODEL, else OpenCV zoo's file from the "
+        "user cache, downloaded there once, SHA-256 checked)",
+    )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="never download the YuNet model file (FERKIT_OFFLINE=1 does the same)",
+    )
+    parser.add_argument(
+        "--no-align",
+        action="store_true",
+        help="crop faces square from the box instead of aligning them from their landmarks",
+    )
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Ferkit's own warnings as one ``warning: ...`` line; others as Python prints them."""
+    from ferkit.errors import FerkitWarning
+
+    if issubclass(category, FerkitWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _PYTHON_SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
+_PYTHON_SHOW_WARNING = warnings.showwarning
 
 
 def _add_training_options(parser: argparse.ArgumentParser, cross_validation: bool = False) -> None:
@@ -118,10 +150,16 @@ def _command_evaluate(arguments) -> int:
         device=arguments.device,
         tta=arguments.tta,
         backend=arguments.backend,
+        perturb=arguments.perturb,
     )
     if metrics["skipped"]:
         print(describe_skipped(metrics["skipped"]) + " (all listed in metrics.json)")
     print(format_metrics(metrics))
+    if arguments.perturb:
+        from ferkit.robustness import format_robustness
+
+        print(format_robustness(metrics["robustness"]))
+        print(f"wrote {metrics['output_folder']}/robustness.png")
     print(format_probability_report(metrics))
     print(
         f"wrote {metrics['output_folder']}/metrics.json, confusion_matrix.png, "
@@ -175,9 +213,13 @@ def _command_predict(arguments) -> int:
         batch_size=arguments.batch_size,
         progress=not arguments.no_progress,
         backend=arguments.backend,
-        allow_download=arguments.download_detector,
+        offline=arguments.offline,
+        align=not arguments.no_align,
+        smoothing=arguments.smoothing,
         min_confidence=arguments.min_confidence,
     )
+    if results:
+        print(f"detector: {results[0].detector}", file=sys.stderr)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
     if arguments.csv:
@@ -204,6 +246,31 @@ def _print_table(results) -> None:
             box = f"{face.box.x},{face.box.y},{face.box.width},{face.box.height}"
             print(f"{result.source:<{width}} {frame:>6} {box:>20}  {face.label:<9}"
                   + "".join(f"{face.probabilities[name]:>9.3f}" for name in names))  # fmt: skip
+
+
+def _command_explain(arguments) -> int:
+    from ferkit.explain import explain
+
+    results, errors = explain(
+        arguments.inputs,
+        model=arguments.model,
+        out=arguments.out,
+        method=arguments.method,
+        detector=arguments.detector,
+        detector_model=arguments.detector_model,
+        margin=arguments.margin,
+        device=arguments.device,
+        backend=arguments.backend,
+        offline=arguments.offline,
+    )
+    for message in errors:
+        print(f"error: {message}", file=sys.stderr)
+    for explanation in results:
+        box = explanation.box
+        print(f"{explanation.source}  face at {box.x},{box.y},{box.width},{box.height}  "
+              f"{explanation.label} {explanation.score:.0%}  ({explanation.method})")  # fmt: skip
+    print(f"wrote {len(results)} explanation(s) (overlay .png + map .json) to {arguments.out}")
+    return 1 if errors else 0
 
 
 def _command_ensemble(arguments) -> int:
@@ -263,9 +330,17 @@ def _command_serve(arguments) -> int:
             max_pixels=arguments.max_pixels,
             device=arguments.device,
             backend=arguments.backend,
-            allow_download=arguments.download_detector,
+            offline=arguments.offline,
+            align=not arguments.no_align,
         )
     )
+    return 0
+
+
+def _command_detector_install(arguments) -> int:
+    from ferkit.detector_files import install_yunet_model
+
+    print(f"installed {install_yunet_model(arguments.file)} (SHA-256 checked)")
     return 0
 
 
@@ -273,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``ferkit`` argument parser (one sub-command per pipeline step)."""
     # The torch-free list of choices: importing detection or inference would load OpenCV and
     # torch for every command, --help included.
-    from ferkit.choices import BACKENDS, DETECTORS, DEVICES
+    from ferkit.choices import BACKENDS, DEVICES
     from ferkit.choices import TTA_MODES as TTA_CHOICES
 
     parser = argparse.ArgumentParser(
@@ -323,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
     evaluate.add_argument(
         "--backend", choices=BACKENDS, default="torch", help="bf16: PyTorch bfloat16 (faster)"
+    )
+    evaluate.add_argument(
+        "--perturb",
+        action="store_true",
+        help="also score under blur, noise, JPEG, brightness, contrast and rotation "
+        "(3 severities each): a table and robustness.png",
     )
     evaluate.set_defaults(handler=_command_evaluate)
 
@@ -388,17 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run folder, checkpoint, ensemble folder, exported .onnx file, or a bundled "
         "model: default, small",
     )
-    predict.add_argument(
-        "--detector",
-        choices=DETECTORS,
-        default="haar",
-        help="face detector; 'none' when the images already are face crops (default: haar)",
-    )
-    predict.add_argument(
-        "--detector-model",
-        help="model file for --detector yunet (default: OpenCV zoo's, from the user cache)",
-    )
-    _add_download_detector_option(predict)
+    _add_detector_options(predict)
     predict.add_argument("--margin", type=float, default=0.2, help="crop margin around a box")
     predict.add_argument(
         "--min-confidence",
@@ -410,6 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--csv", help="also write one CSV row per face to this file")
     predict.add_argument("--save", help="write annotated images/videos to this folder")
     predict.add_argument("--every", type=int, default=1, help="analyse every N-th video frame")
+    predict.add_argument(
+        "--smoothing",
+        type=float,
+        default=0.6,
+        help="videos: weight of the past in each face track's moving average of probabilities "
+        "(0 = off; photos are never smoothed)",
+    )
     predict.add_argument("--batch-size", type=int, default=256)
     predict.add_argument("--no-progress", action="store_true")
     predict.add_argument("--device", default="auto", choices=DEVICES)
@@ -422,14 +500,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(handler=_command_predict)
 
+    explain = commands.add_parser(
+        "explain", help="where on each face the model looked (Grad-CAM or occlusion)"
+    )
+    explain.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    explain.add_argument("--out", required=True, help="folder for the overlays and maps")
+    explain.add_argument(
+        "--model",
+        default="default",
+        help="run folder, checkpoint, ensemble folder, exported .onnx file, or a bundled "
+        "model: default, small",
+    )
+    explain.add_argument(
+        "--method",
+        choices=("auto", "gradcam", "occlusion"),
+        default="auto",
+        help="gradcam (PyTorch models) or occlusion (any model); auto: gradcam when possible",
+    )
+    _add_detector_options(explain)
+    explain.add_argument("--margin", type=float, default=0.2, help="crop margin around a box")
+    explain.add_argument("--device", default="auto", choices=DEVICES)
+    explain.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="engine for the predictions and occlusion (Grad-CAM always runs PyTorch fp32)",
+    )
+    explain.set_defaults(handler=_command_explain)
+
     serve = commands.add_parser("serve", help="web service + page (photo upload, webcam)")
     serve.add_argument("--model", default="default", help="model to serve (default: default)")
-    serve.add_argument("--detector", choices=DETECTORS, default="haar")
-    serve.add_argument(
-        "--detector-model",
-        help="model file for --detector yunet (default: OpenCV zoo's, from the user cache)",
-    )
-    _add_download_detector_option(serve)
+    _add_detector_options(serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-upload-mb", type=float, default=10.0, help="larger uploads: 413")
@@ -444,6 +545,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: ONNX Runtime if installed; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
     )
     serve.set_defaults(handler=_command_serve)
+
+    detector = commands.add_parser("detector", help="manage the YuNet face detector's file")
+    actions = detector.add_subparsers(dest="action", required=True)
+    install = actions.add_parser(
+        "install", help="check a face_detection_yunet_2023mar.onnx's SHA-256, copy it to the cache"
+    )
+    install.add_argument("file", help="the downloaded face_detection_yunet_2023mar.onnx")
+    install.set_defaults(handler=_command_detector_install)
     return parser
 
 
@@ -451,6 +560,7 @@ def main(argv=None) -> int:
     """Run the CLI; returns the exit code (2 for bad input, 130 for Ctrl-C)."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return arguments.handler(arguments)
     except FerkitError as error:

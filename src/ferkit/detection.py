@@ -1,13 +1,15 @@
-"""Face detection for photos: find faces, then crop them for the eval preprocessing.
+"""Face detection for photos: find faces (and their landmarks), then crop them.
 
 One interface, several detectors (``create_detector(name)``):
 
-- ``haar``: OpenCV's frontal-face Haar cascade, shipped inside ``opencv-python-headless`` 4.x;
-  offline, the default; ``haar-fast``: the same cascade on a smaller image with coarser scale
-  steps (about 6x faster, lower recall on small faces);
-- ``yunet``: OpenCV's ``FaceDetectorYN`` with a YuNet ONNX file: the user's, or OpenCV zoo's
-  ``face_detection_yunet_2023mar.onnx`` from the user cache, downloaded there once (SHA-256
-  checked) only when the user allows it;
+- ``yunet`` (the default): OpenCV's ``FaceDetectorYN`` with a YuNet ONNX file, which also gives
+  5 landmarks per face (eyes, nose tip, mouth corners). The file is found by
+  :func:`ferkit.detector_files.resolve_yunet_model` (given path, ``$FERKIT_YUNET_MODEL``, the
+  user cache, a one-time checked download); when it cannot be had, ``create_detector`` falls
+  back to Haar with one :class:`~ferkit.errors.FerkitWarning` that says how to install it;
+- ``haar``: OpenCV's frontal-face Haar cascade, shipped inside ``opencv-python-headless`` 4.x
+  (no landmarks); ``haar-fast``: the same cascade on a smaller image with coarser scale steps
+  (about 6x faster, lower recall on small faces);
 - ``none``: the whole image is one face (already-cropped faces, FER2013-style).
 
 Large images are downscaled for detection and boxes are mapped back to the original pixels.
@@ -15,17 +17,18 @@ Large images are downscaled for detection and boxes are mapped back to the origi
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
-import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ferkit.choices import DETECTORS  # the one list, shared with the CLI
-from ferkit.errors import FerkitError
+
+# YUNET_FILE_NAME is re-exported: callers knew it from here before the file code moved.
+from ferkit.detector_files import YUNET_FILE_NAME, DetectorUnavailable, resolve_yunet_model  # noqa: F401
+from ferkit.errors import FerkitError, FerkitWarning
 from ferkit.preprocessing import FACE_SIZE, to_face_array
 
 #: ``haar-fast``: the Haar setting for real time, chosen on benchmarks/detection.py's real-photo
@@ -37,37 +40,43 @@ HAAR_CASCADES = ("default", "alt", "alt2")
 #: Images whose longer side exceeds this are downscaled before detection (pixels).
 DEFAULT_MAX_SIDE = 1280
 
-#: OpenCV zoo's YuNet model, used when ``--detector yunet`` comes without ``--detector-model``.
-YUNET_FILE_NAME = "face_detection_yunet_2023mar.onnx"
-YUNET_URL = (
-    "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/" + YUNET_FILE_NAME
-)
-# Pinned because the URL follows a branch: a changed or damaged file must never be loaded.
-# Provenance: not computed from the file here (the build machines cannot reach GitHub); it is
-# the digest (of a 232,589-byte file) that many unrelated projects pin for this exact file,
-# among them four PyPI packages (alchemyface 1.2.0, detekface 0.1.0, moca-face-matcher 0.2.2,
-# unicorner-face-detector 0.1.0), some fetching it from OpenCV's Hugging Face mirror instead.
-YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
-#: Environment variable that, set to ``1``, allows the one-time YuNet download.
-ALLOW_DOWNLOAD_VARIABLE = "FERKIT_ALLOW_DOWNLOAD"
-#: Seconds without an answer before the download gives up.
-DOWNLOAD_TIMEOUT = 60
+#: The detector of predict, serve, the Python API and the page: YuNet, falling back to Haar
+#: with one warning when its model file cannot be had (docs/benchmarks.md: 86 % recall and
+#: 0.07 false faces a photo against Haar's 75 % and 0.61).
+DEFAULT_DETECTOR = "yunet"
+#: Names of YuNet's 5 landmarks, in its output order (the subject's right eye is on the
+#: image's left in a frontal face).
+LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "right_mouth", "left_mouth")
 
 
 @dataclass(frozen=True)
 class FaceBox:
-    """A detected face in original-image pixels: top-left corner, size and detector score."""
+    """A detected face in original-image pixels: top-left corner, size, detector score and,
+    from YuNet, 5 landmarks ((x, y) in :data:`LANDMARK_NAMES` order; None from Haar)."""
 
     x: int
     y: int
     width: int
     height: int
     score: float
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     def to_dict(self) -> dict:
-        """JSON-able form."""
+        """JSON-able form of the box (landmarks: :meth:`landmarks_dict`)."""
         return {"x": self.x, "y": self.y, "width": self.width, "height": self.height,
                 "score": self.score}  # fmt: skip
+
+    def landmarks_dict(self) -> dict[str, list[float]] | None:
+        """``{"right_eye": [x, y], ...}`` rounded to 0.1 px, or None without landmarks.
+
+        Example:
+            >>> FaceBox(0, 0, 9, 9, 1.0, ((1, 2),) * 5).landmarks_dict()["nose"]
+            [1.0, 2.0]
+        """
+        if self.landmarks is None:
+            return None
+        return {name: [round(float(x), 1), round(float(y), 1)]
+                for name, (x, y) in zip(LANDMARK_NAMES, self.landmarks)}  # fmt: skip
 
 
 def intersection_over_union(first, second) -> float:
@@ -112,9 +121,12 @@ def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), 1.0 / factor
 
 
-def _scaled_box(box, score: float, factor: float) -> FaceBox:
+def _scaled_box(box, score: float, factor: float, landmarks=None) -> FaceBox:
     x, y, width, height = (float(value) * factor for value in box[:4])
-    return FaceBox(round(x), round(y), round(width), round(height), float(score))
+    if landmarks is not None:
+        landmarks = tuple((float(lx) * factor, float(ly) * factor)
+                          for lx, ly in np.asarray(landmarks).reshape(5, 2))  # fmt: skip
+    return FaceBox(round(x), round(y), round(width), round(height), float(score), landmarks)
 
 
 class HaarDetector:
@@ -176,105 +188,24 @@ class HaarDetector:
         return sorted(faces, key=lambda face: face.width * face.height, reverse=True)
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _how_to_get_yunet(target: Path) -> str:
-    return (
-        f"download {YUNET_URL} yourself and put it at {target}, or pass any YuNet ONNX file "
-        "with --detector-model PATH"
-    )
-
-
-def download_allowed(allow_download: bool = False) -> bool:
-    """Whether the YuNet model may be downloaded: asked for, or ``$FERKIT_ALLOW_DOWNLOAD=1``.
-
-    Example:
-        >>> download_allowed(True)
-        True
-    """
-    return allow_download or os.environ.get(ALLOW_DOWNLOAD_VARIABLE) == "1"
-
-
-def _download_yunet(target: Path) -> Path:
-    """Stream :data:`YUNET_URL` to a temporary file beside ``target``, check it, rename it."""
-    from ferkit.io import atomic_write
-
-    def write(temporary: str) -> None:
-        digest = hashlib.sha256()
-        try:
-            with (
-                urllib.request.urlopen(YUNET_URL, timeout=DOWNLOAD_TIMEOUT) as response,
-                open(temporary, "wb") as handle,
-            ):
-                while block := response.read(1 << 16):
-                    digest.update(block)
-                    handle.write(block)
-        except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
-            raise FerkitError(
-                f"could not download the YuNet face detector from {YUNET_URL} ({error}); "
-                + _how_to_get_yunet(target)
-            ) from error
-        if digest.hexdigest() != YUNET_SHA256:
-            # atomic_write deletes the temporary file: nothing unchecked stays in the cache.
-            raise FerkitError(
-                f"{YUNET_URL}: downloaded file has SHA-256 {digest.hexdigest()}, expected "
-                f"{YUNET_SHA256}; it was not kept. Try again later, or " + _how_to_get_yunet(target)
-            )
-
-    try:
-        return atomic_write(target, write)
-    except OSError as error:  # the cache folder cannot be created or written
-        raise FerkitError(
-            f"could not save the YuNet face detector in {target.parent} ({error}); "
-            + _how_to_get_yunet(target)
-        ) from error
-
-
-def yunet_model_path(allow_download: bool = False) -> Path:
-    """OpenCV zoo's YuNet model in the user cache, downloaded there first if allowed.
-
-    The file lives at ``<cache>/models/face_detection_yunet_2023mar.onnx`` (``<cache>`` is
-    ``$FERKIT_CACHE_DIR``, else ``~/.cache/ferkit``) and is checked against
-    :data:`YUNET_SHA256` before every use, so a damaged or replaced file is never loaded.
-
-    Args:
-        allow_download: fetch the file from :data:`YUNET_URL` when it is missing or damaged
-            (``$FERKIT_ALLOW_DOWNLOAD=1`` allows it too).
-
-    Raises:
-        FerkitError: the file is missing or damaged and may not be downloaded, the download
-            failed, or the downloaded file does not have the pinned SHA-256.
-    """
-    from ferkit.data.cache import default_cache_dir
-
-    target = default_cache_dir() / "models" / YUNET_FILE_NAME
-    problem = f"{target} not found"
-    if target.is_file():
-        actual = _sha256(target)
-        if actual == YUNET_SHA256:
-            return target
-        problem = f"{target} has SHA-256 {actual}, expected {YUNET_SHA256} (damaged or replaced)"
-    if download_allowed(allow_download):
-        return _download_yunet(target)
-    raise FerkitError(
-        f"detector 'yunet' needs the YuNet model {YUNET_FILE_NAME}: {problem}. Allow a "
-        f"one-time download into the cache with --download-detector (or "
-        f"{ALLOW_DOWNLOAD_VARIABLE}=1), or " + _how_to_get_yunet(target)
-    )
-
-
 class YuNetDetector:
     """OpenCV's ``FaceDetectorYN`` (YuNet, a small CNN detector) from an ONNX file.
 
     Args:
-        model_path: the user's YuNet ONNX file (any YuNet version; not hash-checked), or None
-            for OpenCV zoo's model from the user cache (see :func:`yunet_model_path`).
+        model_path: a YuNet ONNX file (any YuNet version; not hash-checked), or None for the
+            lookup of :func:`ferkit.detector_files.resolve_yunet_model`.
         score_threshold: faces scoring lower are dropped (0-1).
         max_side: larger images are downscaled for detection.
-        allow_download: with no ``model_path``, download the zoo model if it is not cached.
+        offline: with no ``model_path``, never download the zoo model.
+
+    Raises:
+        DetectorUnavailable: no file given and none cached or downloadable.
+        FerkitError: a given file is missing or not a YuNet model.
+
+    Example:
+        >>> detector = YuNetDetector("face_detection_yunet_2023mar.onnx")  # doctest: +SKIP
+        >>> detector.detect(photo)[0].landmarks  # doctest: +SKIP
+        ((200.1, 101.8), (247.1, 102.6), (220.4, 124.5), (198.6, 142.8), (239.7, 143.6))
     """
 
     name = "yunet"
@@ -284,18 +215,11 @@ class YuNetDetector:
         model_path: str | os.PathLike | None = None,
         score_threshold: float = 0.6,
         max_side: int = DEFAULT_MAX_SIDE,
-        allow_download: bool = False,
+        offline: bool = False,
     ):
         import cv2
 
-        if model_path is None or str(model_path) == "":
-            model_path = yunet_model_path(allow_download)
-        elif not Path(model_path).is_file():
-            raise FerkitError(
-                f"detector 'yunet' needs its model file (--detector-model PATH); "
-                f"{model_path} not found. Get {YUNET_FILE_NAME} from the OpenCV model zoo "
-                f"(opencv/opencv_zoo, models/face_detection_yunet: {YUNET_URL})"
-            )
+        model_path = resolve_yunet_model(model_path, offline)
         try:
             self.detector = cv2.FaceDetectorYN.create(
                 str(model_path), "", (320, 320), score_threshold
@@ -318,7 +242,7 @@ class YuNetDetector:
         self.detector.setInputSize((small.shape[1], small.shape[0]))
         _, detections = self.detector.detect(small)
         faces = [] if detections is None else [
-            _scaled_box(row[:4], row[-1], factor) for row in detections
+            _scaled_box(row[:4], row[-1], factor, row[4:14]) for row in detections
         ]  # fmt: skip
         return sorted(faces, key=lambda face: face.width * face.height, reverse=True)
 
@@ -329,7 +253,7 @@ class WholeImageDetector:
     Example:
         >>> import numpy as np
         >>> WholeImageDetector().detect(np.zeros((40, 30), np.uint8))
-        [FaceBox(x=0, y=0, width=30, height=40, score=1.0)]
+        [FaceBox(x=0, y=0, width=30, height=40, score=1.0, landmarks=None)]
     """
 
     name = "none"
@@ -340,17 +264,33 @@ class WholeImageDetector:
         return [FaceBox(0, 0, width, height, 1.0)]
 
 
+def _fallback_to_haar(problem: DetectorUnavailable) -> HaarDetector:
+    warnings.warn(
+        f"using the Haar face detector instead of YuNet (fewer faces found, no landmarks, no "
+        f"alignment): {problem}",
+        FerkitWarning,
+        stacklevel=3,
+    )
+    return HaarDetector()
+
+
 def create_detector(
-    name: str = "haar",
+    name: str = DEFAULT_DETECTOR,
     model_path: str | os.PathLike | None = None,
-    allow_download: bool = False,
+    offline: bool = False,
+    fallback: bool = True,
 ):
-    """Build a detector by name (``haar``, ``haar-fast``, ``yunet``, ``none``).
+    """Build a detector by name (``yunet``, ``haar``, ``haar-fast``, ``none``).
 
     Args:
         name: which detector.
-        model_path: ``yunet``'s ONNX file; None for OpenCV zoo's model from the user cache.
-        allow_download: ``yunet`` without ``model_path`` may download the zoo model once.
+        model_path: ``yunet``'s ONNX file; None for the lookup (``$FERKIT_YUNET_MODEL``, the
+            user cache, a one-time download).
+        offline: ``yunet`` never downloads its file.
+        fallback: when YuNet's file cannot be had, return a Haar detector and warn once
+            (:class:`~ferkit.errors.FerkitWarning`) instead of raising
+            :class:`~ferkit.detector_files.DetectorUnavailable`. The returned detector's
+            ``name`` always says which one runs.
 
     Example:
         >>> create_detector("none").name
@@ -363,7 +303,12 @@ def create_detector(
         detector.name = "haar-fast"
         return detector
     if name == "yunet":
-        return YuNetDetector(model_path, allow_download=allow_download)
+        try:
+            return YuNetDetector(model_path, offline=offline)
+        except DetectorUnavailable as problem:
+            if not fallback:
+                raise
+            return _fallback_to_haar(problem)
     if name == "none":
         return WholeImageDetector()
     raise FerkitError(f"unknown detector {name!r}; choose one of: {', '.join(DETECTORS)}")

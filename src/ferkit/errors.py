@@ -21,3 +21,10 @@ class FerkitError(Exception):
 
 class DataError(FerkitError):
     """A dataset file or folder that ferkit cannot read as faces and labels."""
+
+
+class FerkitWarning(UserWarning):
+    """Something the user should know that does not stop the work (e.g. a detector fallback).
+
+    The CLI prints these as one ``warning: <message>`` line.
+    """

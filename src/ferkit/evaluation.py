@@ -275,6 +275,7 @@ def evaluate_dataset(
     device: str = "auto",
     tta: str | None = None,
     backend: str = "torch",
+    perturb: bool = False,
 ) -> dict:
     """Evaluate a trained model on labelled data; writes ``metrics.json`` and confusion plots.
 
@@ -289,6 +290,9 @@ def evaluate_dataset(
         tta: test-time augmentation (none | flip | shift); None uses the model card's.
         backend: inference engine (see :class:`ferkit.inference.Predictor.from_run`); the
             default, PyTorch fp32, gives the reference numbers.
+        perturb: also score the model under blur, noise, JPEG, brightness, contrast and
+            rotation at three severities (:mod:`ferkit.robustness`): ``metrics["robustness"]``
+            and ``robustness.png``.
 
     Returns:
         The metrics dict (also written to ``OUT/metrics.json``).
@@ -326,6 +330,13 @@ def evaluate_dataset(
         metrics["quantization"] = predictor.quantization
     out_dir = Path(out) if out is not None else predictor.location_folder
     metrics.update(probability_report(probabilities, labels, out_dir))
+    if perturb:
+        from ferkit.plots import plot_robustness
+        from ferkit.robustness import robustness_report
+
+        metrics["robustness"] = robustness_report(predictor, dataset.images, labels,
+                                                  batch_size=batch_size)  # fmt: skip
+        plot_robustness(metrics["robustness"], out_dir / "robustness.png")
     write_json(out_dir / "metrics.json", metrics)
     plot_confusion_matrix(
         np.array(metrics["confusion_matrix"]),

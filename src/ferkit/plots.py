@@ -282,3 +282,82 @@ def risk_coverage_figure(curves: dict[str, dict], title: str = "Risk-coverage") 
     axis.legend(loc="lower left")
     figure.tight_layout()
     return figure
+
+
+def plot_robustness(report: dict, path: str | os.PathLike | None = None):
+    """Accuracy against severity (0 = clean) per perturbation, from a robustness report.
+
+    Args:
+        report: :func:`ferkit.robustness.robustness_report`'s result.
+        path: also write the figure to this PNG when given.
+
+    Returns:
+        The Matplotlib figure.
+
+    Example:
+        >>> rows = [{"severity": 1, "accuracy": 0.5}, {"severity": 2, "accuracy": 0.4}]
+        >>> report = {"count": 9, "clean": {"accuracy": 0.6},
+        ...           "perturbations": {"blur": {"parameter": "sigma", "severities": rows}}}
+        >>> plot_robustness(report).axes[0].get_ylabel()
+        'accuracy'
+    """
+    figure, axes = _figure(figsize=(7, 4.5))
+    axis = axes[0, 0]
+    clean = report["clean"]["accuracy"]
+    for name, item in report["perturbations"].items():
+        severities = [0] + [row["severity"] for row in item["severities"]]
+        accuracies = [clean] + [row["accuracy"] for row in item["severities"]]
+        axis.plot(severities, accuracies, "o-", ms=4, label=name)
+    axis.axhline(clean, color="gray", ls="--", lw=1, label="clean")
+    axis.set_xlabel("severity (0: clean)")
+    axis.set_ylabel("accuracy")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_title(f"Robustness ({report['count']} faces)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, ncol=2)
+    figure.tight_layout()
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def emotion_timeline_figure(results, title: str = "") -> Figure:
+    """Each tracked person's emotion probabilities over a video's time, one panel per track.
+
+    Args:
+        results: a video's :class:`ferkit.analyze.MediaResult` list, faces with track ids.
+        title: shown above the first panel (e.g. the video's name).
+
+    Returns:
+        The figure (save it with :func:`save_figure`; nothing is shown).
+
+    Example:
+        >>> emotion_timeline_figure([]).axes[0].get_title()
+        'no faces tracked'
+    """
+    series: dict[int, list] = {}
+    for result in results:
+        for face in result.faces:
+            key = face.track if face.track is not None else 0
+            series.setdefault(key, []).append((result.timestamp or 0.0, face.probabilities))
+    if not series:
+        figure, axes = _figure(1, 1, figsize=(8, 2.5))
+        axes[0][0].set_title("no faces tracked")
+        return figure
+    figure = Figure(figsize=(10, 2.4 * len(series) + 0.6))
+    axes = figure.subplots(len(series), 1, squeeze=False, sharex=True)
+    for axis, (track, points) in zip(axes[:, 0], sorted(series.items())):
+        times = [time for time, _ in points]
+        for name in points[0][1]:
+            axis.plot(times, [probabilities[name] for _, probabilities in points], ".-", ms=3,
+                      lw=1.2, label=name)  # fmt: skip
+        axis.set_ylim(0, 1)
+        axis.set_ylabel(f"person {track}")
+        axis.grid(alpha=0.3)
+    axes[0, 0].legend(ncol=min(7, len(points[0][1])), fontsize=8, loc="upper center",
+                      bbox_to_anchor=(0.5, 1.45 if len(series) > 1 else 1.3))  # fmt: skip
+    if title:
+        axes[0, 0].set_title(title, pad=28)
+    axes[-1, 0].set_xlabel("time (s)")
+    figure.tight_layout()
+    return figure

@@ -160,13 +160,32 @@ class _Canvas:
             self.draw.rectangle(box, fill=fill)
 
 
+class _MaskingCanvas:
+    """Draws on a face canvas and, in white, on a mask canvas: where the features are."""
+
+    def __init__(self, face: _Canvas, mask: _Canvas):
+        self.face, self.mask = face, mask
+
+    def __getattr__(self, name):
+        def draw(*args, **kwargs):
+            getattr(self.face, name)(*args, **kwargs)
+            colors = {key: 255 for key in ("fill", "outline") if kwargs.get(key) is not None}
+            getattr(self.mask, name)(*args, **{**kwargs, **colors})
+
+        return draw
+
+
 def _shade(intensity: float) -> int:
     """Clip a float intensity to a valid 8-bit gray level."""
     return int(min(255.0, max(0.0, intensity)))
 
 
-def _draw_face(label: int, random: _FaceRandom) -> Image.Image:
-    """Draw one face with expression ``label`` at SUPERSAMPLE x 48 px, before warping/occlusion."""
+def _draw_face(label: int, random: _FaceRandom, cue_mask: Image.Image | None = None) -> Image.Image:
+    """Draw one face with expression ``label`` at SUPERSAMPLE x 48 px, before warping/occlusion.
+
+    With ``cue_mask`` (a blank "L" image of the same size), the expression features are also
+    drawn on it in white: where the class cue is (``ferkit.data.synth_cues``).
+    """
     canvas_size = FACE_SIZE * SUPERSAMPLE
     center_x = 24.0
 
@@ -236,10 +255,13 @@ def _draw_face(label: int, random: _FaceRandom) -> Image.Image:
     mouth_x = center_x + random.uniform(-0.6, 0.6)
     size = random.uniform(0.85, 1.15)  # Jitters mouth size/curvature together.
 
-    _draw_brows(canvas, label, random, eye_y, eye_spacing, ink)
-    _draw_eyes(canvas, label, random, eye_y, eye_spacing, eye_radius_x, ink, eye_white)
-    _draw_nose(canvas, label, random, eye_y, mouth_y, skin, ink)
-    _draw_mouth(canvas, label, random, mouth_x, mouth_y, size, lips, mouth_inside, teeth)
+    # The expression features; with a cue mask they are drawn on it too (the plain nose is the
+    # same for every expression, so only Disgust's wrinkled nose counts as a cue).
+    features = canvas if cue_mask is None else _MaskingCanvas(canvas, _Canvas(cue_mask))
+    _draw_brows(features, label, random, eye_y, eye_spacing, ink)
+    _draw_eyes(features, label, random, eye_y, eye_spacing, eye_radius_x, ink, eye_white)
+    _draw_nose(features if label == DISGUST else canvas, label, random, eye_y, mouth_y, skin, ink)
+    _draw_mouth(features, label, random, mouth_x, mouth_y, size, lips, mouth_inside, teeth)
     return image
 
 

@@ -27,9 +27,10 @@ class ServeConfig:
     """Settings of ``ferkit serve``."""
 
     model: str = "default"  # run folder, checkpoint, ensemble or bundled model name
-    detector: str = "haar"  # face detector: haar | yunet | none
+    detector: str = "yunet"  # face detector: yunet (falls back to haar) | haar | haar-fast | none
     detector_model: str | None = None  # model file for the yunet detector
-    allow_download: bool = False  # yunet without detector_model: may fetch the zoo model once
+    offline: bool = False  # yunet without detector_model: never download the zoo model
+    align: bool = True  # align faces from their landmarks (yunet) before classifying
     host: str = "127.0.0.1"  # interface to listen on
     port: int = 8000  # TCP port
     max_upload_mb: float = 10.0  # larger uploads get 413
@@ -144,7 +145,7 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
     config = config or ServeConfig()
     analyzer = analyzer or Analyzer(
         config.model, config.detector, config.detector_model, device=config.device,
-        backend=config.backend, allow_download=config.allow_download,
+        backend=config.backend, offline=config.offline, align=config.align,
     )  # fmt: skip
     card = analyzer.predictor.card
     model_info = {
@@ -152,7 +153,7 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
         "architecture": card.get("architecture", card.get("format")),
         "class_names": list(analyzer.predictor.class_names),
         "ferkit_version": __version__,
-        "detector": config.detector,
+        "detector": analyzer.detector_name,  # the one that runs (after any fallback)
     }
     card_markdown = format_model_card(card, card.get("bundled_name") or str(config.model))
     max_bytes = int(config.max_upload_mb * 1024 * 1024)
@@ -253,10 +254,13 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
             if scale != 1.0:
                 entry["box"].update({key: round(entry["box"][key] * scale)
                                      for key in ("x", "y", "width", "height")})  # fmt: skip
+                for point in (entry["landmarks"] or {}).values():
+                    point[:] = [round(value * scale, 1) for value in point]
             faces.append(entry)
         finished = time.perf_counter()
         return {
             "image": {"width": original[0], "height": original[1]},
+            "detector": result.detector,
             "faces": faces,
             "model": {
                 "name": model_info["name"],
@@ -269,6 +273,62 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
                 "total": round((finished - started) * 1000, 2),
             },
         }
+
+    async def read_upload(request: Request) -> bytes:
+        """The uploaded image's bytes, in memory, size-capped (raises BadImage)."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
+            raise BadImage(413, f"upload larger than {config.max_upload_mb:g} MB")
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > max_bytes + 64 * 1024:
+                raise BadImage(413, f"upload larger than {config.max_upload_mb:g} MB")
+        data = bytes(data)
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            data = multipart_file(content_type, data)
+        if len(data) > max_bytes:
+            raise BadImage(413, f"upload larger than {config.max_upload_mb:g} MB")
+        return data
+
+    upload_body = {"requestBody": {"content": {
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"}}}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    }}}  # fmt: skip
+
+    @app.post("/v1/explain", openapi_extra=upload_body)
+    async def explain(request: Request, method: str = "auto"):
+        """Faces, emotions and where the model looked: per face a 48x48 map in [0, 1] over
+        the square ``crop`` of the image the model saw (``method``: auto, gradcam, occlusion).
+        """
+        from ferkit.explain import METHODS, explain_image
+
+        started = time.perf_counter()
+        if method not in METHODS:
+            return error(400, f"method {method!r}: choose one of {', '.join(METHODS)}")
+        try:
+            data = await read_upload(request)
+            image, original = await run_in_threadpool(decode_image, data, config.max_pixels)
+            explanations = await run_in_threadpool(explain_image, analyzer, image, method, "upload")
+        except BadImage as bad:
+            return error(bad.status, bad.message)
+        except FerkitError as bad:
+            return error(400, str(bad))
+        scale = original[0] / image.shape[1]  # back to the uploaded image's pixels
+        faces = []
+        for explanation in explanations:
+            entry = explanation.to_dict(decimals=3)
+            entry.pop("raw")
+            entry.pop("source")
+            for part in ("box", "crop"):
+                entry[part].update({key: round(value * scale) for key, value in entry[part].items()
+                                    if key != "score"})  # fmt: skip
+            faces.append(entry)
+        total = round((time.perf_counter() - started) * 1000, 2)
+        return {"image": {"width": original[0], "height": original[1]}, "faces": faces,
+                "timing_ms": {"total": total}}  # fmt: skip
 
     app.state.config = asdict(config)
     return app

@@ -1,0 +1,143 @@
+"""Face tracks in video: stable ids (two faces crossing paths), smoothing, per-video outputs."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ferkit.checkpoint import make_model_card, save_checkpoint
+from ferkit.data import FER2013_CLASS_NAMES
+from ferkit.detection import FaceBox
+from ferkit.models import create_model
+from ferkit.tracking import FaceTracker
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+def _box(center_x, center_y, side=60):
+    return FaceBox(round(center_x - side / 2), round(center_y - side / 2), side, side, 1.0)
+
+
+def test_two_boxes_crossing_keep_their_ids_even_where_they_coincide():
+    tracker = FaceTracker(smoothing=0.0)
+    history = []
+    for step in range(21):  # they meet exactly at step 10
+        left_to_right, right_to_left = _box(100 + 20 * step, 200), _box(500 - 20 * step, 200)
+        ids, _ = tracker.update([right_to_left, left_to_right] if step % 2 else
+                                [left_to_right, right_to_left])  # fmt: skip
+        history.append(ids if step % 2 == 0 else ids[::-1])
+    assert all(ids == [1, 2] for ids in history)
+
+
+def test_a_hidden_face_keeps_its_id_and_a_new_face_gets_a_new_one():
+    tracker = FaceTracker(smoothing=0.0, max_missed=3)
+    assert tracker.update([_box(100, 100)])[0] == [1]
+    for _ in range(2):  # hidden for two frames
+        assert tracker.update([])[0] == []
+    assert tracker.update([_box(100, 100), _box(400, 300)])[0] == [1, 2]
+    for _ in range(4):  # gone for longer than max_missed: the track ends
+        tracker.update([_box(400, 300)])
+    assert tracker.update([_box(100, 100), _box(400, 300)])[0] == [3, 2]
+
+
+def test_probabilities_are_smoothed_per_track_and_not_when_off():
+    happy, sad = np.array([[0.9, 0.1]]), np.array([[0.1, 0.9]])
+    tracker = FaceTracker(smoothing=0.5)
+    tracker.update([_box(100, 100)], happy)
+    _, smoothed = tracker.update([_box(102, 100)], sad)
+    np.testing.assert_allclose(smoothed, [[0.5, 0.5]])
+    _, unsmoothed = FaceTracker(smoothing=0.0).update([_box(100, 100)], sad)
+    np.testing.assert_allclose(unsmoothed, sad)
+    with pytest.raises(Exception, match="smoothing 1.0"):
+        FaceTracker(smoothing=1.0)
+
+
+def make_crossing_video(path, frames=36, fps=12.0):
+    """Two copies of the astronaut's head crossing paths (the second passes in front).
+
+    Returns each frame's true face centres: [(x, y) of the left-to-right face, (x, y) of the
+    right-to-left face].
+    """
+    astronaut = skimage_data.astronaut()
+    head = cv2.resize(astronaut[23:216, 138:308], None, fx=0.7, fy=0.7,
+                      interpolation=cv2.INTER_AREA)  # fmt: skip
+    height, width = head.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
+    truth = []
+    for index in range(frames):
+        frame = np.full((480, 640, 3), 70, np.uint8)
+        progress = index / (frames - 1)
+        xs = (20 + progress * (620 - width - 20), 620 - width - progress * (620 - width - 20))
+        ys = (150, 180)  # 30 px apart: at the crossing one head hides most of the other
+        centres = []
+        for x, y in zip(xs, ys):
+            x = round(x)
+            frame[y : y + height, x : x + width] = head
+            # the face is at the head's centre, a little above (measured on the photo)
+            centres.append((x + width / 2, y + height / 2 - 5))
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        truth.append(centres)
+    writer.release()
+    return truth
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    model = create_model("seed", channels=[4, 8, 8]).eval()
+    save_checkpoint(model, folder / "best", make_model_card(model, FER2013_CLASS_NAMES, {
+        "mean": 0.5, "std": 0.25}))  # fmt: skip
+    return folder
+
+
+def test_faces_crossing_paths_in_a_video_keep_their_ids(run_dir, tmp_path, shared_yunet):
+    from ferkit.analyze import analyze
+
+    video = tmp_path / "crossing.mp4"
+    truth = make_crossing_video(video)
+    results, errors = analyze([video], model=run_dir, detector_model=shared_yunet,
+                              save=tmp_path / "out", progress=False)  # fmt: skip
+    assert errors == [] and len(results) == len(truth)
+    people_of_track: dict[int, set] = {}
+    found = 0
+    for result, centres in zip(results, truth):
+        assert result.detector == "yunet"
+        for face in result.faces:
+            centre = (face.box.x + face.box.width / 2, face.box.y + face.box.height / 2)
+            person = int(np.argmin([np.hypot(centre[0] - x, centre[1] - y) for x, y in centres]))
+            people_of_track.setdefault(face.track, set()).add(person)
+            found += 1
+    assert found >= 0.9 * 2 * len(truth)  # both faces found in nearly every frame
+    assert all(len(people) == 1 for people in people_of_track.values())  # no id switch
+    assert sorted(people_of_track) == [1, 2]  # and no new id after the crossing
+
+    out = tmp_path / "out"
+    rows = (out / "crossing_tracks.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert {"timestamp", "track", "right_eye_x", "left_mouth_y"} <= set(header)
+    assert len(rows) == 1 + found
+    records = json.loads((out / "crossing_tracks.json").read_text())
+    assert records[5]["faces"][0]["track"] in (1, 2) and records[5]["faces"][0]["landmarks"]
+    timeline = cv2.imread(str(out / "crossing_timeline.png"))
+    assert timeline is not None and timeline.shape[0] > 200
+    annotated = cv2.VideoCapture(str(out / "crossing_annotated.mp4"))
+    assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == len(truth)
+
+
+def test_timeline_figure_has_one_panel_per_person():
+    from ferkit.analyze import FaceResult, MediaResult
+    from ferkit.plots import emotion_timeline_figure
+
+    probabilities = dict.fromkeys(FER2013_CLASS_NAMES, 1 / 7)
+    results = [
+        MediaResult("v.mp4", 64, 64, [FaceResult(_box(10, 10), "Happy", 0.2, probabilities, track)
+                                      for track in (1, 2)], frame=index, timestamp=index / 10)
+        for index in range(5)
+    ]  # fmt: skip
+    figure = emotion_timeline_figure(results)
+    assert len(figure.axes) == 2 and len(figure.axes[0].lines) == len(FER2013_CLASS_NAMES)
