@@ -56,25 +56,16 @@ benchmarks: venv
 	$(BIN)/python benchmarks/load_csv.py
 	$(BIN)/python benchmarks/train_throughput.py
 
-# Retrain the bundled models from ../shared/data with their recorded recipes, print their
-# PublicTest accuracy and package them into src/ferkit/pretrained. Re-running resumes an
-# interrupted training.
-# `default`: vgg with widths 40-320, SGD-Nesterov + cosine with warm-up, label smoothing,
-# random erasing, EMA of the weights, flip TTA, 80 epochs (about 100 minutes on 2 cores; about
-# 10 minutes on one H200 beside 9 other runs, where the bundled weights were trained).
+# Retrain the bundled models from ../shared/data with their recipes (recipes/*.json: the config
+# fields each sets, with a description), print their PublicTest accuracy and package them into
+# src/ferkit/pretrained. Re-running resumes an interrupted training. Options after --config
+# override the recipe, e.g. `ferkit train DATA --out RUN --config recipes/fer2013-default.json
+# --epochs 40`.
 FER2013 ?= ../shared/data/fer2013-train-publictest.csv.gz
 FER2013_RUN ?= runs/fer2013_default
-FER2013_SGD := --optimizer sgd --lr 0.05 --momentum 0.9 --weight-decay 5e-4 --batch-size 128 \
-	--schedule cosine --warmup-epochs 2 --min-lr-ratio 0.01 --label-smoothing 0.1
-FER2013_RECIPE := --split usage --arch vgg --model-arg widths=[40,80,160,320] --model-arg dropout=0.3 \
-	$(FER2013_SGD) --epochs 80 --random-erasing 0.25 --ema-decay 0.999 --tta flip --seed 1
-# `small`: vgg with widths 12-192 in 5 stages, one conv in all but stages 3-4 (24.4 MFLOPs per
-# face), EMA of the weights, 80 epochs (about 58 minutes on 2 AVX2 cores in fp32).
+FER2013_RECIPE := --config recipes/fer2013-default.json
 FER2013_SMALL_RUN ?= runs/fer2013_small
-FER2013_SMALL_RECIPE := --split usage --arch vgg --model-arg widths=[12,24,48,96,192] \
-	--model-arg depths=[1,1,2,2,1] --model-arg dropout=0.1 $(FER2013_SGD) --epochs 80 --ema-decay 0.999 \
-	--teacher default --distill-mode offline --distill-weight 0.5 --distill-temperature 2 \
-	--tta flip --seed 0
+FER2013_SMALL_RECIPE := --config recipes/fer2013-small.json
 
 train-fer2013: venv
 	$(FERKIT) train $(FER2013) --out $(FER2013_RUN) $(FER2013_RECIPE) --no-progress \

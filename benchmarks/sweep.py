@@ -4,10 +4,12 @@ Usage:
     python benchmarks/sweep.py JOBS.json --data CSV --runs DIR [--workers N] [--threads T]
         [--deadline-minutes M] [--summary FILE]
 
-``JOBS.json`` is a list of ``{"name": ..., "args": [ferkit train arguments...]}`` in priority
-order; each job trains ``ferkit train CSV --out DIR/NAME --split usage ARGS --no-progress`` and
-logs to ``DIR/NAME.log``. ``--workers`` jobs run at once (one per core on a CPU machine, several
-per GPU on an accelerator, where each process adds CUDA streams the GPU can interleave). A job
+``JOBS.json`` is a list of ``{"name": ..., "config": RECIPE, "args": [ferkit train options]}`` in
+priority order (``config``, optional, is a recipe file such as ``recipes/fer2013-default.json``;
+``args`` override it); each job trains ``ferkit train CSV --out DIR/NAME --split usage [--config
+RECIPE] ARGS --no-progress`` and logs to ``DIR/NAME.log``. ``--workers`` jobs run at once (one
+per core on a CPU machine, several per GPU on an accelerator, where each process adds CUDA
+streams the GPU can interleave). A job
 that has not started when ``--deadline-minutes`` have passed is skipped; one still running at
 the deadline is stopped and reported as unfinished with its last epoch (its ``last/`` checkpoint
 resumes with ``ferkit train ... --resume``).
@@ -29,10 +31,13 @@ import time
 from pathlib import Path
 
 
-def job_command(data: str, run_dir: Path, arguments: list[str]) -> list[str]:
-    """The ``ferkit train`` command line of one job."""
+def job_command(
+    data: str, run_dir: Path, arguments: list[str], recipe: str | None = None
+) -> list[str]:
+    """The ``ferkit train`` command line of one job (its ``args`` override its recipe)."""
+    config = ["--config", recipe] if recipe else []
     return [sys.executable, "-m", "ferkit", "train", data, "--out", str(run_dir),
-            "--split", "usage", *arguments, "--no-progress"]  # fmt: skip
+            "--split", "usage", *config, *arguments, "--no-progress"]  # fmt: skip
 
 
 def job_result(name: str, run_dir: Path, arguments: list[str], seconds: float, status: str):
@@ -77,7 +82,7 @@ def run_jobs(jobs, data, runs, workers, threads, deadline_seconds):
             mode = "a" if "--resume" in job["args"] else "w"
             log_file = open(runs / f"{job['name']}.log", mode)
             process = subprocess.Popen(
-                job_command(data, run_dir, job["args"]), stdout=log_file,
+                job_command(data, run_dir, job["args"], job.get("config")), stdout=log_file,
                 stderr=subprocess.STDOUT, env=environment, start_new_session=True,
             )  # fmt: skip
             running[job["name"]] = (process, now, job, log_file)

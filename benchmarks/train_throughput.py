@@ -1,7 +1,7 @@
 """Benchmark: training throughput (images/s) of a model, fp32 vs bf16, channels_last on/off.
 
 Usage:
-    .venv/bin/python benchmarks/train_throughput.py [--arch seed] [--batch-size 256]
+    .venv/bin/python benchmarks/train_throughput.py [--arch classic] [--batch-size 256]
         [--steps 20] [--warmup 3] [--threads N]
 
 Times full training steps (augmentation, forward, backward, optimizer) through
@@ -19,7 +19,7 @@ import torch
 from ferkit.models import count_parameters, create_model
 from ferkit.runtime import cpu_has_fast_bf16
 from ferkit.training.config import TrainConfig
-from ferkit.training.loop import build_optimizer, train_one_epoch
+from ferkit.training.epoch import build_optimizer, train_one_epoch
 
 
 def measure(
@@ -47,16 +47,17 @@ def measure(
     images = torch.randint(0, 256, (batch_size * warmup, 48, 48), dtype=torch.uint8)
     labels = torch.randint(0, 7, (batch_size * warmup,))
     device = torch.device("cpu")
-    train_one_epoch(model, images, labels, optimizer, config, 0, device, precision)
+    options = dict(optimizer=optimizer, config=config, device=device, autocast_dtype=precision)
+    train_one_epoch(model, images, labels, epoch=0, **options)
     images = torch.randint(0, 256, (batch_size * steps, 48, 48), dtype=torch.uint8)
     labels = torch.randint(0, 7, (batch_size * steps,))
-    stats = train_one_epoch(model, images, labels, optimizer, config, 1, device, precision)
+    stats = train_one_epoch(model, images, labels, epoch=1, **options)
     return stats["images_per_second"], count_parameters(model)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="seed")
+    parser.add_argument("--arch", default="classic")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)

@@ -23,7 +23,7 @@ NORMALIZATION = {"mean": 0.5, "std": 0.25}
 
 def small_model():
     torch.manual_seed(0)
-    return create_model("seed", num_classes=3, channels=[4, 8, 4])
+    return create_model("classic", num_classes=3, channels=[4, 8, 4])
 
 
 def test_checkpoint_round_trip_rebuilds_the_model_from_its_card(tmp_path):

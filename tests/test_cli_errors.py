@@ -148,7 +148,7 @@ def test_version_does_not_import_torch(version_run):
 
 
 def test_cli_choices_match_the_library():
-    """The CLI keeps copies of the detector and backend names (to import fast); keep them equal."""
+    """The CLI (torch-free) and the library take their choices from ferkit.choices."""
     from ferkit.cli import build_parser
     from ferkit.detection import DETECTORS
     from ferkit.inference import BACKENDS

@@ -16,7 +16,7 @@ import torch
 
 from ferkit.data import write_synthetic_csv
 from ferkit.training.distributed import Distributed
-from ferkit.training.loop import find_last
+from ferkit.training.state import find_last
 
 MODEL = [
     "--model-arg", "channels=[16,32,32]",

@@ -20,7 +20,7 @@ from ferkit.models import create_model
 
 def make_run(folder, seed, class_names=FER2013_CLASS_NAMES, tta="none"):
     torch.manual_seed(seed)
-    model = create_model("seed", num_classes=len(class_names), channels=[4, 8, 4]).eval()
+    model = create_model("classic", num_classes=len(class_names), channels=[4, 8, 4]).eval()
     card = make_model_card(model, class_names, {"mean": 0.5, "std": 0.25}, tta=tta)
     save_checkpoint(model, folder / "best", card)
     return folder

@@ -46,7 +46,7 @@ def tiny_run(tmp_path):
     import torch
 
     torch.manual_seed(0)
-    model = create_model("seed", channels=[4, 8, 4]).eval()
+    model = create_model("classic", channels=[4, 8, 4]).eval()
     names = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"]
     save_checkpoint(model, tmp_path / "run" / "best", make_model_card(model, names, {
         "mean": 0.5, "std": 0.25}))  # fmt: skip

@@ -39,7 +39,7 @@ def make_run(folder, seed=0, arch="seed", tta="none", **arguments):
 @pytest.mark.parametrize(
     "arch, arguments, tta",
     [
-        ("seed", {"channels": [8, 16, 8]}, "none"),
+        ("classic", {"channels": [8, 16, 8]}, "none"),
         ("resnet", {"widths": [8, 16], "depths": [1, 1], "stem_width": 8}, "flip"),
         ("vgg", {"widths": [8, 16], "depths": [1, 1]}, "shift"),
     ],
@@ -168,7 +168,7 @@ def test_int8_export_records_int8_and_agrees_with_pytorch(trained, tmp_path):
     metadata = {entry.key: entry.value for entry in model.metadata_props}
     assert metadata["quantization"] == "int8" and metadata["opset"] == "18"
     assert json.loads(metadata["class_names"]) == list(FER2013_CLASS_NAMES)
-    assert json.loads(metadata["model_card"])["architecture"] == "seed"
+    assert json.loads(metadata["model_card"])["architecture"] == "classic"
     assert json.loads(metadata["quantization_settings"])["calibration_faces"] == 128
     assert "inside the graph" in metadata["normalization"]
     assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)

@@ -64,7 +64,7 @@ def test_ferkit_info_on_a_run_folder_and_a_bad_path(tmp_path, capsys):
     assert "Not calibrated" in text and "Not measured in this card." in text
     assert main(["info", str(tmp_path / "nothing")]) == 2
     assert "not a model" in capsys.readouterr().err
-    assert load_model_card(tmp_path)["architecture"] == "seed"
+    assert load_model_card(tmp_path)["architecture"] == "classic"  # create_model("seed")
     assert format_model_card({"architecture": "x"}).count("## ") >= 5
     ensemble = {"format": "ferkit-ensemble", "members": [{"architecture": "vgg"},
                 {"architecture": "seed"}], "calibration": {"temperature": 0.95, "fitted_on": "x",

@@ -10,8 +10,8 @@ from ferkit.errors import FerkitError
 from ferkit.models import count_parameters, create_model, list_models, register_model
 
 
-def test_seed_is_the_notebooks_cnn_with_674759_parameters():
-    model = create_model("seed")
+def test_classic_is_the_notebooks_cnn_with_674759_parameters():
+    model = create_model("classic")
     assert count_parameters(model) == 674_759  # Keras count: batch-norm statistics included
     assert count_parameters(model, include_batchnorm_statistics=False) == 674_759 - 2 * (
         64 + 128 + 64 + 64
@@ -29,31 +29,31 @@ def test_seed_is_the_notebooks_cnn_with_674759_parameters():
     assert dropouts == [0.25, 0.5, 0.5, 0.5, 0.25]
 
 
-def test_seed_block_order_is_conv_conv_pool_dropout_batchnorm():
-    layers = [type(module).__name__ for module in create_model("seed").features]
+def test_classic_block_order_is_conv_conv_pool_dropout_batchnorm():
+    layers = [type(module).__name__ for module in create_model("classic").features]
     assert layers[:7] == ["Conv2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d", "Dropout", "BatchNorm2d"]
 
 
 @pytest.mark.parametrize("batch", [1, 5])
-def test_seed_outputs_logits_per_class(batch):
-    model = create_model("seed", num_classes=4, channels=[8, 8, 8]).eval()
+def test_classic_outputs_logits_per_class(batch):
+    model = create_model("classic", num_classes=4, channels=[8, 8, 8]).eval()
     assert model(torch.zeros(batch, 1, 48, 48)).shape == (batch, 4)
 
 
 def test_create_model_records_its_arguments():
-    model = create_model("seed", channels=(8, 16, 8))
-    assert model.ferkit_name == "seed"
+    model = create_model("classic", channels=(8, 16, 8))
+    assert model.ferkit_name == "classic"
     assert model.ferkit_arguments["channels"] == [8, 16, 8]
     assert model.ferkit_arguments["num_classes"] == 7
-    rebuilt = create_model("seed", **model.ferkit_arguments)
+    rebuilt = create_model("classic", **model.ferkit_arguments)
     assert count_parameters(rebuilt) == count_parameters(model)
 
 
 def test_unknown_model_and_argument_name_the_choices():
-    with pytest.raises(FerkitError, match="unknown model 'resnet9000'.*seed"):
+    with pytest.raises(FerkitError, match="unknown model 'resnet9000'.*classic"):
         create_model("resnet9000")
     with pytest.raises(FerkitError, match="no argument.*width.*channels"):
-        create_model("seed", width=3)
+        create_model("classic", width=3)
 
 
 def test_registering_a_model_is_one_decorated_function():
@@ -70,12 +70,12 @@ def test_registering_a_model_is_one_decorated_function():
         register_model("test_linear_probe")(linear_probe)
 
 
-@pytest.mark.parametrize("name", ["seed", "vgg", "resnet", "mobile"])
+@pytest.mark.parametrize("name", ["classic", "vgg", "resnet", "mobile"])
 def test_every_architecture_trains_one_step_and_reports_its_cost(name):
     from ferkit.models import model_cost
 
     small = {
-        "seed": {"channels": [4, 8, 8]},
+        "classic": {"channels": [4, 8, 8]},
         "vgg": {"widths": [8, 16], "depths": [1, 1]},
         "resnet": {"widths": [8, 16], "depths": [1, 1], "stem_width": 8},
         "mobile": {"widths": [8, 16], "depths": [1, 1], "stem_width": 8},
@@ -96,4 +96,4 @@ def test_default_architecture_costs():
     from ferkit.models import model_cost
 
     assert model_cost(create_model("mobile"))["mflops"] <= 25  # the "small" budget
-    assert model_cost(create_model("seed"))["mflops"] == pytest.approx(459.8, abs=0.5)
+    assert model_cost(create_model("classic"))["mflops"] == pytest.approx(459.8, abs=0.5)

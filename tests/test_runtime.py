@@ -15,7 +15,7 @@ from ferkit.runtime import batched_logits, resolve_device, resolve_precision, tt
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return create_model("seed", channels=[4, 8, 8]).eval()
+    return create_model("classic", channels=[4, 8, 8]).eval()
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,7 @@ def test_health_model_docs_and_page(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     info = client.get("/v1/model").json()
     assert info["model"]["class_names"] == list(FER2013_CLASS_NAMES)
-    assert info["card"]["architecture"] == "seed"
+    assert info["card"]["architecture"] == "classic"
     # which engine runs, and why (a run folder under auto: ONNX Runtime fp32 or PyTorch)
     assert info["model"]["inference"]["backend"] in ("onnx", "torch")
     assert info["model"]["inference"]["reason"].startswith("auto: ")

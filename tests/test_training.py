@@ -164,7 +164,7 @@ def test_fit_writes_a_complete_run_folder(tmp_path, tiny_split):
     config = json.loads((run / "config.json").read_text())
     assert config["epochs"] == [2, 1] and config["model_args"] == TINY_MODEL
     card = json.loads((run / "best.json").read_text())
-    assert card["architecture"] == "seed"
+    assert card["architecture"] == "classic"
     assert card["arguments"]["channels"] == TINY_MODEL["channels"]
     assert card["class_names"][3] == "Happy"
     assert card["input_size"] == [48, 48]
@@ -203,7 +203,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, tiny_split, monkeypatch)
     real_train_one_epoch = training_loop.train_one_epoch
 
     def interrupted_at_epoch_three(*args, **kwargs):
-        if args[5] == 2:  # 0-based epoch argument
+        if kwargs["epoch"] == 2:  # 0-based epoch argument
             raise KeyboardInterrupt
         return real_train_one_epoch(*args, **kwargs)
 
@@ -266,9 +266,10 @@ def test_last_bundle_survives_a_kill_during_the_swap(tmp_path):
 
     from ferkit.checkpoint import make_model_card
     from ferkit.models import create_model
-    from ferkit.training.loop import build_optimizer, find_last, save_last
+    from ferkit.training.epoch import build_optimizer
+    from ferkit.training.state import find_last, save_last
 
-    model = create_model("seed", **TINY_MODEL)
+    model = create_model("classic", **TINY_MODEL)
     optimizer = build_optimizer(model, TrainConfig())
     card = make_model_card(model, "abcdefg", {"mean": 0.5, "std": 0.25})
     save_last(tmp_path, model, optimizer, card, {"epoch": 1})
@@ -340,7 +341,7 @@ def test_recipe_ingredients_train_and_resume_exactly(tmp_path, tiny_split, monke
     real_train_one_epoch = training_loop.train_one_epoch
 
     def interrupted(*args, **kwargs):
-        if args[5] == 2:
+        if kwargs["epoch"] == 2:
             raise KeyboardInterrupt
         return real_train_one_epoch(*args, **kwargs)
 
@@ -373,11 +374,11 @@ def test_fine_tuning_from_a_run_with_a_different_class_list(tmp_path, tiny_split
     assert any("classifier rebuilt for 3 classes" in line for line in lines)
     card = json.loads((tuned.run_dir / "best.json").read_text())
     assert card["class_names"] == ["calm", "cross", "tense"]
-    assert card["architecture"] == "seed"  # the init model's architecture wins
+    assert card["architecture"] == "classic"  # the init model's architecture wins
     assert card["arguments"]["channels"] == TINY_MODEL["channels"]
     assert card["arguments"]["num_classes"] == 3
     saved = json.loads((tuned.run_dir / "config.json").read_text())
-    assert saved["arch"] == "seed" and saved["init"] == str(base.run_dir)
+    assert saved["arch"] == "classic" and saved["init"] == str(base.run_dir)
 
 
 def test_fine_tuning_with_the_same_classes_copies_every_tensor(tmp_path, tiny_split):
@@ -420,7 +421,7 @@ def test_distillation_from_a_teacher_run(tmp_path, tiny_split):
 def test_bundled_model_name_works_as_a_teacher():
     """``--teacher fer2013`` (the FER2013 `small`'s recipe) loads the model inside the package."""
     from ferkit.pretrained import available_bundled_models
-    from ferkit.training.loop import load_teachers
+    from ferkit.training.distill import load_teachers
 
     if "fer2013" not in available_bundled_models():
         pytest.skip("this build ships no fer2013 model")
@@ -447,12 +448,12 @@ def test_distillation_loss_is_zero_for_an_identical_teacher(tiny_split):
     """With the teacher equal to the student and weight 1, the loss is the KL of equal
     distributions: zero."""
     from ferkit.models import create_model
-    from ferkit.training.loop import build_optimizer, train_one_epoch
+    from ferkit.training.epoch import Criterion, build_optimizer, train_one_epoch
 
     train_set, _ = tiny_split
     torch.manual_seed(0)
-    student = create_model("seed", **TINY_MODEL)
-    teacher = create_model("seed", **TINY_MODEL)
+    student = create_model("classic", **TINY_MODEL)
+    teacher = create_model("classic", **TINY_MODEL)
     teacher.load_state_dict(student.state_dict())
     # dropout/batch-norm make train-mode outputs differ from eval mode: use a model without them
     student.eval()
@@ -461,7 +462,8 @@ def test_distillation_loss_is_zero_for_an_identical_teacher(tiny_split):
     student.train = lambda mode=True: student  # keep eval-mode behaviour during the "training" pass
     stats = train_one_epoch(
         student, torch.from_numpy(train_set.images), torch.from_numpy(train_set.labels),
-        optimizer, config, 0, torch.device("cpu"), teachers=[teacher.eval()],
+        optimizer=optimizer, config=config, epoch=0, device=torch.device("cpu"),
+        criterion=Criterion.from_config(config, teachers=[teacher.eval()]),
     )  # fmt: skip
     assert stats["loss"] == pytest.approx(0.0, abs=1e-5)
 
@@ -469,11 +471,11 @@ def test_distillation_loss_is_zero_for_an_identical_teacher(tiny_split):
 def test_offline_teacher_probabilities_average_the_face_and_its_mirror(tiny_split):
     from ferkit.models import create_model
     from ferkit.runtime import batched_logits
-    from ferkit.training.loop import offline_teacher_probabilities
+    from ferkit.training.distill import offline_teacher_probabilities
 
     train_set, _ = tiny_split
     torch.manual_seed(0)
-    teachers = [create_model("seed", **TINY_MODEL).eval() for _ in range(2)]
+    teachers = [create_model("classic", **TINY_MODEL).eval() for _ in range(2)]
     table = offline_teacher_probabilities(teachers, train_set.images, temperature=3.0)
     mirrored = train_set.images[:, :, ::-1].copy()
     expected = torch.stack([
@@ -495,7 +497,7 @@ def test_offline_distillation_targets_follow_the_shuffled_faces(tiny_split):
     """A table holding the student's own softened outputs gives a zero distillation loss only
     if each batch reads the rows of its own (shuffled) faces."""
     from ferkit.runtime import batched_logits
-    from ferkit.training.loop import build_optimizer, train_one_epoch
+    from ferkit.training.epoch import build_optimizer, train_one_epoch
 
     train_set, _ = tiny_split
     torch.manual_seed(0)
@@ -508,12 +510,13 @@ def test_offline_distillation_targets_follow_the_shuffled_faces(tiny_split):
         distill_temperature=2.0,
     )  # fmt: skip
     own = torch.softmax(batched_logits(student, train_set.images) / 2.0, dim=1)
-    arguments = (torch.from_numpy(train_set.images), torch.from_numpy(train_set.labels),
-                 build_optimizer(student, config), config, 0, torch.device("cpu"))  # fmt: skip
-    matched = train_one_epoch(student, *arguments, teacher_probabilities=own)
+    images, labels = torch.from_numpy(train_set.images), torch.from_numpy(train_set.labels)
+    options = dict(optimizer=build_optimizer(student, config), config=config, epoch=0,
+                   device=torch.device("cpu"))  # fmt: skip
+    matched = train_one_epoch(student, images, labels, teacher_probabilities=own, **options)
     assert matched["loss"] == pytest.approx(0.0, abs=1e-5)
     shuffled = own[torch.randperm(len(own), generator=torch.Generator().manual_seed(1))]
-    mismatched = train_one_epoch(student, *arguments, teacher_probabilities=shuffled)
+    mismatched = train_one_epoch(student, images, labels, teacher_probabilities=shuffled, **options)
     assert mismatched["loss"] > 1e-3
 
 
@@ -580,12 +583,13 @@ def stepped_scaler(steps: int, overflow_at: int | None = None) -> torch.amp.Grad
 def test_scaler_state_round_trips_through_the_last_bundle(tmp_path):
     from ferkit.checkpoint import make_model_card
     from ferkit.models import create_model
-    from ferkit.training.loop import build_optimizer, find_last, load_scaler, save_last
+    from ferkit.training.epoch import build_optimizer
+    from ferkit.training.state import find_last, load_scaler, save_last
 
     scaler = stepped_scaler(5, overflow_at=1)  # backed off once, then 3 good steps
     assert scaler.state_dict()["scale"] == 512.0
     assert scaler.state_dict()["_growth_tracker"] == 3
-    model = create_model("seed", **TINY_MODEL)
+    model = create_model("classic", **TINY_MODEL)
     optimizer = build_optimizer(model, TrainConfig())
     card = make_model_card(model, "abcdefg", {"mean": 0.5, "std": 0.25})
     save_last(tmp_path, model, optimizer, card, {"epoch": 1}, scaler=scaler)
@@ -601,9 +605,10 @@ def test_scaler_state_round_trips_through_the_last_bundle(tmp_path):
 def test_bundles_without_a_scaler_state_still_resume(tmp_path):
     from ferkit.checkpoint import make_model_card
     from ferkit.models import create_model
-    from ferkit.training.loop import build_optimizer, load_scaler, save_last
+    from ferkit.training.epoch import build_optimizer
+    from ferkit.training.state import load_scaler, save_last
 
-    model = create_model("seed", **TINY_MODEL)
+    model = create_model("classic", **TINY_MODEL)
     optimizer = build_optimizer(model, TrainConfig())
     card = make_model_card(model, "abcdefg", {"mean": 0.5, "std": 0.25})
     bundle = save_last(tmp_path, model, optimizer, card, {"epoch": 1})  # no scaler (bf16, fp32)
@@ -632,9 +637,9 @@ def test_resumed_fp16_run_continues_with_the_saved_loss_scale(tmp_path, tiny_spl
     seen_scales = []
 
     def interrupted(*args, **kwargs):
-        if args[5] == 2:
+        if kwargs["epoch"] == 2:
             raise KeyboardInterrupt
-        scaler = args[13] if len(args) > 13 else kwargs.get("scaler")
+        scaler = kwargs["scaler"]
         seen_scales.append(scaler.state_dict())
         return real_train_one_epoch(*args, **kwargs)
 
@@ -647,7 +652,7 @@ def test_resumed_fp16_run_continues_with_the_saved_loss_scale(tmp_path, tiny_spl
     assert saved != initial  # else the test could not tell a restored scaler from a fresh one
 
     def recording(*args, **kwargs):
-        scaler = args[13] if len(args) > 13 else kwargs.get("scaler")
+        scaler = kwargs["scaler"]
         seen_scales.append(scaler.state_dict())
         return real_train_one_epoch(*args, **kwargs)
 

@@ -350,8 +350,7 @@ def calibrate_model(
         >>> calibrate_model("runs/demo", "faces.csv", split="PublicTest")  # doctest: +SKIP
         {'temperature': 1.21, ...}
     """
-    from ferkit.checkpoint import resolve_checkpoint
-    from ferkit.ensemble import ENSEMBLE_FILE
+    from ferkit import hub
     from ferkit.evaluation import align_labels, load_split, restrict_to_classes
     from ferkit.inference import Predictor
     from ferkit.io import read_json, write_json
@@ -371,10 +370,8 @@ def calibrate_model(
     )
     described = f"{Path(str(data)).name} {split or 'all rows'} ({len(labels)} faces)"
     summary = calibration_summary(scores, labels, fit_temperature(scores, labels), described)
-    if predictor.is_ensemble:
-        card_path = Path(model) / ENSEMBLE_FILE
-    else:
-        card_path = resolve_checkpoint(model).with_suffix(".json")
+    kind, path = hub.locate(model)  # the card to update: ensemble.json or the checkpoint's
+    card_path = path if kind == "ensemble" else path.with_suffix(".json")
     card = read_json(card_path)
     card["calibration"] = card_entry(summary)
     write_json(card_path, card)

@@ -34,9 +34,9 @@ def make_model_card(
 
     Example:
         >>> from ferkit.models import create_model
-        >>> card = make_model_card(create_model("seed"), ["a"] * 7, {"mean": 0.5, "std": 0.25})
+        >>> card = make_model_card(create_model("classic"), ["a"] * 7, {"mean": 0.5, "std": 0.25})
         >>> card["architecture"], card["input_size"]
-        ('seed', [48, 48])
+        ('classic', [48, 48])
     """
     return {
         "format": CARD_FORMAT,
@@ -65,7 +65,7 @@ def save_checkpoint(model: torch.nn.Module, stem: str | os.PathLike, card: dict)
     Example:
         >>> import tempfile, pathlib
         >>> from ferkit.models import create_model
-        >>> model = create_model("seed", channels=[8, 8, 8])
+        >>> model = create_model("classic", channels=[8, 8, 8])
         >>> card = make_model_card(model, ["x"] * 7, {"mean": 0.5, "std": 0.25})
         >>> stem = save_checkpoint(model, pathlib.Path(tempfile.mkdtemp()) / "best", card)
         >>> sorted(path.suffix for path in stem.parent.iterdir())
@@ -120,7 +120,7 @@ def load_checkpoint(location: str | os.PathLike, device="cpu") -> tuple[torch.nn
     Example:
         >>> import tempfile, pathlib
         >>> from ferkit.models import create_model
-        >>> model = create_model("seed", channels=[8, 8, 8])
+        >>> model = create_model("classic", channels=[8, 8, 8])
         >>> card = make_model_card(model, ["x"] * 7, {"mean": 0.5, "std": 0.25})
         >>> stem = save_checkpoint(model, pathlib.Path(tempfile.mkdtemp()) / "best", card)
         >>> loaded, card = load_checkpoint(stem.parent)
@@ -150,6 +150,46 @@ def load_checkpoint(location: str | os.PathLike, device="cpu") -> tuple[torch.nn
             f"{stem.with_suffix('.safetensors')}: weights do not fit the card: {error}"
         ) from error
     return model.to(device).eval(), card
+
+
+def transfer_weights(
+    source: torch.nn.Module, card: dict, class_names
+) -> tuple[torch.nn.Module, int, int]:
+    """Fine-tuning surgery: a new model of ``card``'s architecture holding ``source``'s weights.
+
+    Every tensor whose name and shape match is copied. When ``class_names`` differ from the
+    card's (compared case-insensitively), the classifier's last layer is left freshly
+    initialised for the new classes.
+
+    Returns:
+        (the new model, tensors copied, tensors in the model).
+
+    Example:
+        >>> from ferkit.models import create_model
+        >>> source = create_model("classic", channels=[4, 4, 4])
+        >>> card = make_model_card(source, list("abcdefg"), {"mean": 0.5, "std": 0.25})
+        >>> model, copied, total = transfer_weights(source, card, ["yes", "no"])
+        >>> model.ferkit_arguments["num_classes"], total - copied
+        (2, 2)
+    """
+    arguments = {key: value for key, value in card["arguments"].items() if key != "num_classes"}
+    model = create_model(card["architecture"], num_classes=len(class_names), **arguments)
+    head = [module for module in model.modules() if isinstance(module, torch.nn.Linear)][-1]
+    head_names = {name for name, parameter in model.named_parameters() if any(
+        parameter is other for other in head.parameters())}  # fmt: skip
+    same_classes = [name.lower() for name in card["class_names"]] == [
+        name.lower() for name in class_names
+    ]
+    own = model.state_dict()
+    copied = {
+        name: tensor
+        for name, tensor in source.state_dict().items()
+        if name in own
+        and own[name].shape == tensor.shape
+        and (same_classes or name not in head_names)
+    }
+    model.load_state_dict(copied, strict=False)
+    return model, len(copied), len(own)
 
 
 def save_optimizer(optimizer: torch.optim.Optimizer, stem: str | os.PathLike) -> None:

@@ -21,11 +21,11 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_detector_options(parser: argparse.ArgumentParser) -> None:
-    # A copy of ferkit.detection.DETECTORS: importing it would load OpenCV for every command.
-    detectors = ("haar", "haar-fast", "yunet", "none")
+    from ferkit.choices import DETECTORS  # torch- and OpenCV-free, shared with ferkit.detection
+
     parser.add_argument(
         "--detector",
-        choices=detectors,
+        choices=DETECTORS,
         default="yunet",
         help="face detector (default: yunet, falling back to haar with a warning when its model "
         "file cannot be had); 'none' when the images already are face crops",
@@ -61,162 +61,15 @@ _PYTHON_SHOW_WARNING = warnings.showwarning
 
 
 def _add_training_options(parser: argparse.ArgumentParser, cross_validation: bool = False) -> None:
-    from ferkit.training.config import (
-        DEVICES,
-        DISTILL_MODES,
-        OPTIMIZERS,
-        PRECISIONS,
-        SCHEDULES,
-        SPLITS,
-        TARGETS,
-        TTAS,
-        TrainConfig,
-    )
+    from ferkit.training.arguments import add_config_options
 
-    defaults = TrainConfig()
-    _add_data_options(parser)
-    parser.add_argument("--out", required=True, help="run folder to write")
-    parser.add_argument("--arch", default=defaults.arch, help="architecture (default: seed)")
-    parser.add_argument(
-        "--init",
-        default=defaults.init,
-        help="start from 'pretrained' (the bundled model) or a run folder/checkpoint",
-    )
-    parser.add_argument(
-        "--model-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="architecture argument, VALUE in JSON (e.g. channels=[32,64,32]); repeatable",
-    )
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        nargs="+",
-        default=defaults.epochs,
-        help="epochs per LR phase (default: 20 20)",
-    )
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="initial learning rate")
-    parser.add_argument(
-        "--lr-drop", type=float, default=defaults.lr_drop, help="LR factor per phase (0.1)"
-    )
-    parser.add_argument(
-        "--schedule", choices=SCHEDULES, default=defaults.schedule, help="LR schedule (step)"
-    )
-    parser.add_argument("--warmup-epochs", type=int, default=defaults.warmup_epochs)
-    parser.add_argument(
-        "--min-lr-ratio", type=float, default=defaults.min_lr_ratio, help="cosine floor / lr"
-    )
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
-    parser.add_argument("--momentum", type=float, default=defaults.momentum)
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
-    parser.add_argument(
-        "--targets",
-        choices=TARGETS,
-        default=defaults.targets,
-        help="majority: one label per face; votes: FER+'s vote distributions (default: majority)",
-    )
-    parser.add_argument(
-        "--class-weighting", action="store_true", help="inverse-frequency class weights"
-    )
-    parser.add_argument(
-        "--ema-decay", type=float, default=defaults.ema_decay, help="weight EMA (0: off)"
-    )
-    parser.add_argument("--teacher", default="", help="distil from this run/ensemble folder")
-    parser.add_argument("--distill-weight", type=float, default=defaults.distill_weight)
-    parser.add_argument("--distill-temperature", type=float, default=defaults.distill_temperature)
-    parser.add_argument(
-        "--distill-mode",
-        choices=DISTILL_MODES,
-        default=defaults.distill_mode,
-        help="online: teacher on every augmented batch; offline: once per clean training face",
-    )
-    parser.add_argument(
-        "--random-erasing", type=float, default=defaults.random_erasing, help="probability"
-    )
-    parser.add_argument("--mixup", type=float, default=defaults.mixup, help="alpha (0: off)")
-    parser.add_argument("--cutmix", type=float, default=defaults.cutmix, help="alpha (0: off)")
-    parser.add_argument(
-        "--tta", choices=TTAS, default=defaults.tta, help="test-time augmentation (none)"
-    )
-    parser.add_argument(
-        "--augment",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.augment,
-        help="random flip/shift/zoom/rotation of training faces (default: on)",
-    )
-    if not cross_validation:  # folds replace the train/validation split
-        parser.add_argument("--split", choices=SPLITS, default=defaults.split)
-        parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--device", choices=DEVICES, default=defaults.device)
-    parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
-    parser.add_argument(
-        "--channels-last", action=argparse.BooleanOptionalAction, default=defaults.channels_last
-    )
-    if not cross_validation:
-        parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--overwrite", action="store_true", help="replace a run in --out")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_options(parser, cross_validation=cross_validation)
 
 
 def _training_config(arguments: argparse.Namespace):
-    from ferkit.training.config import TrainConfig
+    from ferkit.training.arguments import config_from_arguments
 
-    defaults = TrainConfig()
-    model_args = {}
-    for item in arguments.model_arg:
-        key, separator, value = item.partition("=")
-        if not separator or not key:
-            raise FerkitError(f"--model-arg {item!r}: expected KEY=VALUE")
-        try:
-            model_args[key] = json.loads(value)
-        except json.JSONDecodeError:
-            model_args[key] = value
-    return TrainConfig(
-        data=arguments.data,
-        out=arguments.out,
-        split=getattr(arguments, "split", defaults.split),
-        val_fraction=getattr(arguments, "val_fraction", defaults.val_fraction),
-        skip_bad_rows=arguments.skip_bad_rows,
-        arch=arguments.arch,
-        init=arguments.init,
-        model_args=model_args,
-        epochs=arguments.epochs,
-        lr=arguments.lr,
-        lr_drop=arguments.lr_drop,
-        batch_size=arguments.batch_size,
-        optimizer=arguments.optimizer,
-        momentum=arguments.momentum,
-        weight_decay=arguments.weight_decay,
-        label_smoothing=arguments.label_smoothing,
-        targets=arguments.targets,
-        schedule=arguments.schedule,
-        warmup_epochs=arguments.warmup_epochs,
-        min_lr_ratio=arguments.min_lr_ratio,
-        class_weighting=arguments.class_weighting,
-        ema_decay=arguments.ema_decay,
-        teacher=arguments.teacher,
-        distill_weight=arguments.distill_weight,
-        distill_temperature=arguments.distill_temperature,
-        distill_mode=arguments.distill_mode,
-        random_erasing=arguments.random_erasing,
-        mixup=arguments.mixup,
-        cutmix=arguments.cutmix,
-        tta=arguments.tta,
-        augment=arguments.augment,
-        seed=arguments.seed,
-        device=arguments.device,
-        precision=arguments.precision,
-        channels_last=arguments.channels_last,
-        compile=arguments.compile,
-        resume=getattr(arguments, "resume", False),
-        overwrite=arguments.overwrite,
-        progress=not arguments.no_progress,
-    )
+    return config_from_arguments(arguments)
 
 
 def _command_synth(arguments) -> int:
@@ -494,13 +347,10 @@ def _command_detector_install(arguments) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ferkit`` argument parser (one sub-command per pipeline step)."""
-    from ferkit.training.config import DEVICES
-    from ferkit.training.config import TTAS as TTA_CHOICES
-
-    # A copy of ferkit.inference.BACKENDS (and _add_detector_options keeps one of
-    # ferkit.detection.DETECTORS): importing those modules would load OpenCV and torch for
-    # every command, --help included.
-    BACKENDS = ("torch", "onnx", "auto", "bf16", "int8")
+    # The torch-free list of choices: importing detection or inference would load OpenCV and
+    # torch for every command, --help included.
+    from ferkit.choices import BACKENDS, DEVICES
+    from ferkit.choices import TTA_MODES as TTA_CHOICES
 
     parser = argparse.ArgumentParser(
         prog="ferkit",

@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit.choices import DETECTORS  # the one list, shared with the CLI
+
 # YUNET_FILE_NAME is re-exported: callers knew it from here before the file code moved.
 from ferkit.detector_files import YUNET_FILE_NAME, DetectorUnavailable, resolve_yunet_model  # noqa: F401
 from ferkit.errors import FerkitError, FerkitWarning
 from ferkit.preprocessing import FACE_SIZE, to_face_array
 
-DETECTORS = ("haar", "haar-fast", "yunet", "none")
 #: ``haar-fast``: the Haar setting for real time, chosen on benchmarks/detection.py's real-photo
 #: grid (docs/benchmarks.md): a 640x480 photo in ~15 ms instead of ~88 ms, for 62.5 % recall
 #: instead of 72.8 % (faces under ~48 px in a 640-px photo are missed).

@@ -54,13 +54,12 @@ def explore(
     """
     dataset = load_fer2013(data, skip_bad_rows=skip_bad_rows)
     out = Path(out)
-    distribution = plot_label_distribution(
-        dataset.class_counts(), out / "label_distribution.png", f"{Path(str(data)).name}"
-    )
+    distribution, samples = out / "label_distribution.png", out / "samples.png"
+    plot_label_distribution(dataset.class_counts(), distribution, f"{Path(str(data)).name}")
     random = np.random.default_rng(seed)
     chosen = random.choice(len(dataset), size=min(16, len(dataset)), replace=False)
     titles = [dataset.class_names[int(label)] for label in dataset.labels[chosen]]
-    samples = plot_face_grid(dataset.images[chosen], titles, out / "samples.png", columns=4)
+    plot_face_grid(dataset.images[chosen], titles, samples, columns=4)
     return {
         "table": class_table(dataset),
         "counts": dataset.class_counts(),

@@ -19,20 +19,19 @@ import torch
 
 from ferkit.abstention import check_min_confidence, decide
 from ferkit.calibration import combine_probabilities, temperature_of
-from ferkit.checkpoint import load_checkpoint, resolve_checkpoint
+from ferkit.choices import BACKENDS
 from ferkit.errors import FerkitError
 from ferkit.preprocessing import read_image, to_face_array
 from ferkit.quiet import announce
 from ferkit.runtime import batched_logits, resolve_device
 
-#: Inference engines of a Predictor: PyTorch fp32, ONNX Runtime fp32, ``auto`` (ONNX Runtime
-#: when installed and on the CPU, else PyTorch; for a bundled model on a CPU with VNNI/AMX, its
-#: INT8 variant, see ferkit.int8), ``bf16`` (PyTorch with bfloat16 autocast and
-#: channels_last: several times faster on CPUs with AVX-512-BF16/AMX and on GPUs; probabilities
-#: differ from fp32 by about 1e-2 at most), ``int8`` (ONNX Runtime INT8 variant, built once into
-#: the cache). An exported ``.onnx`` file (fp32 or INT8, see ``ferkit export``) always runs with
-#: ONNX Runtime, whatever the backend but ``bf16``.
-BACKENDS = ("torch", "onnx", "auto", "bf16", "int8")
+# The inference engines of a Predictor (ferkit.choices.BACKENDS): PyTorch fp32, ONNX Runtime
+# fp32, ``auto`` (ONNX Runtime when installed and on the CPU, else PyTorch; for a bundled model
+# on a CPU with VNNI/AMX, its INT8 variant, see ferkit.int8), ``bf16`` (PyTorch with bfloat16
+# autocast and channels_last: several times faster on CPUs with AVX-512-BF16/AMX and on GPUs;
+# probabilities differ from fp32 by about 1e-2 at most), ``int8`` (ONNX Runtime INT8 variant,
+# built once into the cache). An exported ``.onnx`` file (fp32 or INT8, see ``ferkit export``)
+# always runs with ONNX Runtime, whatever the backend but ``bf16``.
 
 
 def _onnxruntime_installed() -> bool:
@@ -130,8 +129,10 @@ class Predictor:
             members, card = [], onnx.card
         else:
             if model is None:  # Predictor(): the bundled default model
-                location = resolve_checkpoint("default")
-                model, card = load_checkpoint(location, device=device)
+                from ferkit import hub
+
+                loaded = hub.load("default", device=device)
+                (model, card), location = loaded.members[0], loaded.path
             # An ensemble is several (model, card) members whose probabilities are averaged.
             members = [(model, card)] + list(extra_members or [])
             for member_model, member_card in members:
@@ -210,11 +211,11 @@ class Predictor:
         Example:
             >>> predictor = Predictor.from_run("runs/demo")  # doctest: +SKIP
         """
-        from ferkit.ensemble import ENSEMBLE_FILE, load_ensemble
+        from ferkit import hub
 
         if backend not in BACKENDS:
             raise FerkitError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-        if Path(location).suffix == ".onnx":
+        if hub.locate(location)[0] == "onnx":
             if backend == "bf16":
                 raise FerkitError(
                     f"{location}: an ONNX file runs with ONNX Runtime; --backend bf16 needs a "
@@ -222,15 +223,9 @@ class Predictor:
                 )
             return cls.from_onnx(location, tta=tta)
         resolved = resolve_device(device)
-        if (Path(location) / ENSEMBLE_FILE).is_file():
-            members, card = load_ensemble(location, device=resolved)
-            first_model, _ = members[0]
-            predictor = cls(
-                first_model, card, resolved, Path(location) / ENSEMBLE_FILE, tta, members[1:]
-            )
-        else:
-            model, card = load_checkpoint(location, device=resolved)
-            predictor = cls(model, card, resolved, resolve_checkpoint(location), tta)
+        loaded = hub.load(location, device=resolved)  # a checkpoint or an ensemble's members
+        (first_model, _), others = loaded.members[0], loaded.members[1:]
+        predictor = cls(first_model, loaded.card, resolved, loaded.path, tta, others)
         reason = None
         if backend == "auto":
             backend, reason = _auto_backend(location, resolved)

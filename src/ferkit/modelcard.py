@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ferkit.errors import FerkitError
 
@@ -107,20 +106,15 @@ def load_model_card(model: str | os.PathLike = "default") -> dict:
         >>> load_model_card("default")["architecture"]
         'vgg'
     """
-    from ferkit.checkpoint import resolve_checkpoint
-    from ferkit.ensemble import ENSEMBLE_FILE
+    from ferkit import hub
     from ferkit.io import read_json
 
-    location = Path(model)
-    if location.suffix == ".onnx":
+    kind, path = hub.locate(model)
+    if kind == "onnx":
         from ferkit.export import OnnxPredictor
 
-        return OnnxPredictor(location).card
-    path = (
-        location / ENSEMBLE_FILE
-        if (location / ENSEMBLE_FILE).is_file()
-        else resolve_checkpoint(model).with_suffix(".json")
-    )
+        return OnnxPredictor(path).card
+    path = path if kind == "ensemble" else path.with_suffix(".json")
     try:
         card = read_json(path)
     except (ValueError, OSError) as error:

@@ -1,4 +1,5 @@
-"""Figures written to files (never ``plt.show()``).
+"""Figures: every function returns its ``matplotlib.figure.Figure`` and, given a ``path``,
+also writes it there (never ``plt.show()``). A notebook shows a returned figure inline.
 
 Figures are built with ``matplotlib.figure.Figure`` directly, not pyplot: no global backend is
 switched (a notebook keeps its inline plots), and nothing is left open in pyplot's registry.
@@ -36,24 +37,33 @@ def save_figure(figure, path: str | os.PathLike) -> Path:
     def write(temporary: str) -> None:
         figure.savefig(temporary, format=path.suffix.lstrip(".") or "png", dpi=110)
 
-    return atomic_write(path, write)
+    atomic_write(path, write)
+    return figure
 
 
-def plot_history(history: list[dict], path, lr_drop_epochs=()) -> Path:
+def _saved(figure: Figure, path: str | os.PathLike | None) -> Figure:
+    """Write ``figure`` to ``path`` (when a path is given) and return the figure."""
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_history(history: list[dict], path=None, lr_drop_epochs=()) -> Figure:
     """Loss and accuracy curves, train vs validation, with LR drops marked.
 
     Args:
         history: one dict per epoch with ``epoch`` (1-based), ``train_loss``, ``val_loss``,
             ``train_accuracy``, ``val_accuracy``.
-        path: output PNG.
+        path: PNG to write (None: only return the figure).
         lr_drop_epochs: 1-based epochs that started with a lower learning rate.
 
     Example:
         >>> import tempfile, pathlib
         >>> rows = [dict(epoch=e, train_loss=1 / e, val_loss=1.1 / e, train_accuracy=0.5,
         ...              val_accuracy=0.4) for e in (1, 2, 3)]
-        >>> plot_history(rows, pathlib.Path(tempfile.mkdtemp()) / "h.png", [3]).exists()
-        True
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "h.png"
+        >>> len(plot_history(rows, out, [3]).axes), out.exists()
+        (2, True)
     """
     epochs = [row["epoch"] for row in history]
     figure, axes = _figure(1, 2, figsize=(11, 4))
@@ -71,16 +81,17 @@ def plot_history(history: list[dict], path, lr_drop_epochs=()) -> Path:
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
-    return save_figure(figure, path)
+    return _saved(figure, path)
 
 
-def plot_confusion_matrix(matrix: np.ndarray, class_names, path, title: str = "") -> Path:
+def plot_confusion_matrix(matrix: np.ndarray, class_names, path=None, title: str = "") -> Figure:
     """Confusion matrix as counts and row-normalised (recall per true class), side by side.
 
     Example:
         >>> import tempfile, pathlib, numpy as np
         >>> out = pathlib.Path(tempfile.mkdtemp()) / "cm.png"
-        >>> plot_confusion_matrix(np.eye(2, dtype=int), ["a", "b"], out).exists()
+        >>> figure = plot_confusion_matrix(np.eye(2, dtype=int), ["a", "b"], out)
+        >>> out.exists()
         True
     """
     matrix = np.asarray(matrix)
@@ -112,16 +123,19 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names, path, title: str = ""
                     color="white" if values[row, column] > threshold else "black",
                 )
     figure.tight_layout()
-    return save_figure(figure, path)
+    return _saved(figure, path)
 
 
-def plot_label_distribution(counts: dict[str, int], path, title: str = "Label distribution"):
+def plot_label_distribution(
+    counts: dict[str, int], path=None, title: str = "Label distribution"
+) -> Figure:
     """Bar chart of faces per class with each bar labelled by its proportion.
 
     Example:
         >>> import tempfile, pathlib
         >>> out = pathlib.Path(tempfile.mkdtemp()) / "d.png"
-        >>> plot_label_distribution({"Happy": 3, "Sad": 1}, out).exists()
+        >>> figure = plot_label_distribution({"Happy": 3, "Sad": 1}, out)
+        >>> out.exists()
         True
     """
     names, values = list(counts), np.array(list(counts.values()))
@@ -141,17 +155,17 @@ def plot_label_distribution(counts: dict[str, int], path, title: str = "Label di
     axis.set_title(f"{title} ({total} faces)")
     axis.margins(y=0.12)
     figure.tight_layout()
-    return save_figure(figure, path)
+    return _saved(figure, path)
 
 
-def plot_face_grid(images: np.ndarray, titles, path, columns: int = 4) -> Path:
+def plot_face_grid(images: np.ndarray, titles, path=None, columns: int = 4) -> Figure:
     """Grid of grayscale faces with a title each (e.g. 16 faces as 4x4).
 
     Example:
         >>> import tempfile, pathlib, numpy as np
         >>> out = pathlib.Path(tempfile.mkdtemp()) / "g.png"
-        >>> plot_face_grid(np.zeros((4, 48, 48), np.uint8), list("abcd"), out, 2).exists()
-        True
+        >>> len(plot_face_grid(np.zeros((4, 48, 48), np.uint8), list("abcd"), out, 2).axes)
+        4
     """
     rows = int(np.ceil(len(images) / columns))
     figure, axes = _figure(rows, columns, figsize=(2.0 * columns, 2.2 * rows))
@@ -161,17 +175,17 @@ def plot_face_grid(images: np.ndarray, titles, path, columns: int = 4) -> Path:
             axis.imshow(images[index], cmap="gray", vmin=0, vmax=255)
             axis.set_title(titles[index], fontsize=10)
     figure.tight_layout()
-    return save_figure(figure, path)
+    return _saved(figure, path)
 
 
-def plot_cross_validation(folds: list[dict], path) -> Path:
+def plot_cross_validation(folds: list[dict], path=None) -> Figure:
     """Per-fold validation accuracy and macro-F1 bars with the mean marked.
 
     Example:
         >>> import tempfile, pathlib
-        >>> out = pathlib.Path(tempfile.mkdtemp()) / "cv.png"
-        >>> plot_cross_validation([{"accuracy": .8, "macro_f1": .7}] * 2, out).exists()
-        True
+        >>> figure = plot_cross_validation([{"accuracy": .8, "macro_f1": .7}] * 2)
+        >>> figure.axes[0].get_title()
+        'Cross-validation (dashed: mean)'
     """
     positions = np.arange(1, len(folds) + 1)
     figure, axes = _figure(figsize=(max(5, 1.2 * len(folds) + 2), 4))
@@ -185,7 +199,7 @@ def plot_cross_validation(folds: list[dict], path) -> Path:
     axis.set_title("Cross-validation (dashed: mean)")
     axis.legend(loc="lower right")
     figure.tight_layout()
-    return save_figure(figure, path)
+    return _saved(figure, path)
 
 
 def reliability_figure(panels: dict[str, list[dict]], title: str = "") -> Figure:

@@ -11,6 +11,7 @@ import contextlib
 import numpy as np
 import torch
 
+from ferkit.choices import TTA_MODES
 from ferkit.errors import FerkitError
 from ferkit.preprocessing import normalize_batch
 
@@ -89,10 +90,6 @@ def prepare_batch(batch: torch.Tensor, device, channels_last: bool) -> torch.Ten
     return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
 
 
-#: Test-time augmentations: the views whose logits are averaged.
-TTA_MODES = ("none", "flip", "shift")
-
-
 def tta_views(inputs: torch.Tensor, tta: str) -> list[torch.Tensor]:
     """The views of a batch that test-time augmentation averages over.
 
@@ -137,7 +134,7 @@ def batched_logits(
 
     Example:
         >>> from ferkit.models import create_model
-        >>> model = create_model("seed", channels=[4, 4, 4])
+        >>> model = create_model("classic", channels=[4, 4, 4])
         >>> batched_logits(model, np.zeros((3, 48, 48), np.uint8)).shape
         torch.Size([3, 7])
     """

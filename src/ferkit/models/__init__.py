@@ -1,6 +1,7 @@
-"""Model registry: ``create_model(name, **kwargs)`` and ``list_models()``.
+"""Models: ``create_model(name, **kwargs)``, ``list_models()`` and what a model costs.
 
-Adding an architecture is one decorated function in a module imported here::
+Adding an architecture is one decorated function (:mod:`ferkit.models.registry`) in a module
+imported here::
 
     @register_model("my_net")
     def my_net(num_classes: int = 7, in_channels: int = 1, width: int = 32) -> nn.Module:
@@ -13,86 +14,16 @@ checkpoints rebuild it without the training config.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-
 from torch import nn
 
-from ferkit.errors import FerkitError
-
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_model(name: str):
-    """Register a model-building function under ``name``.
-
-    Example:
-        >>> from torch import nn
-        >>> @register_model("tiny_linear_example")
-        ... def tiny(num_classes=7, in_channels=1):
-        ...     return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 48 * 48, num_classes))
-        >>> "tiny_linear_example" in list_models()
-        True
-    """
-
-    def decorator(function):
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = function
-        return function
-
-    return decorator
-
-
-def list_models() -> list[str]:
-    """Names of the registered architectures, sorted.
-
-    Example:
-        >>> "seed" in list_models()
-        True
-    """
-    return sorted(_REGISTRY)
-
-
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model; ``model.ferkit_arguments`` holds its full arguments.
-
-    Raises:
-        FerkitError: for an unknown name or argument, naming the valid choices.
-
-    Example:
-        >>> model = create_model("seed", num_classes=7)
-        >>> model.ferkit_arguments["num_classes"]
-        7
-    """
-    if name not in _REGISTRY:
-        raise FerkitError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
-    builder = _REGISTRY[name]
-    signature = inspect.signature(builder)
-    unknown = [key for key in kwargs if key not in signature.parameters]
-    if unknown:
-        raise FerkitError(
-            f"model {name!r} has no argument(s) {', '.join(unknown)}; "
-            f"its arguments are: {', '.join(signature.parameters)}"
-        )
-    bound = signature.bind(**kwargs)
-    bound.apply_defaults()
-    # JSON-friendly copy (tuples become lists in the card; builders accept either).
-    arguments = {
-        key: list(value) if isinstance(value, tuple) else value
-        for key, value in bound.arguments.items()
-    }
-    model = builder(**bound.arguments)
-    model.ferkit_name = name
-    model.ferkit_arguments = arguments
-    return model
+from ferkit.models.registry import create_model, list_models, register_model
 
 
 def count_parameters(model: nn.Module, include_batchnorm_statistics: bool = True) -> int:
     """Count parameters; with batch-norm running statistics, as Keras reports them.
 
     Example:
-        >>> count_parameters(create_model("seed"))
+        >>> count_parameters(create_model("classic"))
         674759
     """
     total = sum(parameter.numel() for parameter in model.parameters())
@@ -107,7 +38,7 @@ def model_cost(model: nn.Module, input_size: int = 48, in_channels: int = 1) -> 
     """Parameters and forward MFLOPs per face (multiply and add counted separately).
 
     Example:
-        >>> cost = model_cost(create_model("seed"))
+        >>> cost = model_cost(create_model("classic"))
         >>> cost["parameters"], round(cost["mflops"])
         (674759, 460)
     """
@@ -124,6 +55,6 @@ def model_cost(model: nn.Module, input_size: int = 48, in_channels: int = 1) -> 
 
 
 # Importing the architecture modules registers them.
-from ferkit.models import mobile, resnet, seed, vgg  # noqa: E402, F401
+from ferkit.models import classic, mobile, resnet, vgg  # noqa: E402, F401  (after the registry)
 
 __all__ = ["count_parameters", "create_model", "list_models", "model_cost", "register_model"]

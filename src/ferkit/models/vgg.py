@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ferkit.models import register_model
 from ferkit.models.layers import conv_bn_relu, init_convolutions, pooled_classifier
+from ferkit.models.registry import register_model
 
 
 class VGG(nn.Module):

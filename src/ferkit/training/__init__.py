@@ -1,4 +1,5 @@
-"""Training: config, LR schedule, batched augmentation, the loop and cross-validation.
+"""Training: config, LR schedule, batched augmentation, epochs, resumable state, the run
+recipe (``fit``) and cross-validation.
 
 Names are imported lazily so that ``ferkit.training.config`` (used to build the CLI parser)
 does not import torch: ``ferkit --version`` and ``--help`` stay instant.
@@ -11,10 +12,11 @@ import importlib
 _EXPORTS = {
     "TrainConfig": "ferkit.training.config",
     "FitResult": "ferkit.training.loop",
-    "evaluate": "ferkit.training.loop",
+    "evaluate": "ferkit.training.epoch",
     "fit": "ferkit.training.loop",
     "train": "ferkit.training.loop",
-    "train_one_epoch": "ferkit.training.loop",
+    "train_one_epoch": "ferkit.training.epoch",
+    "TrainState": "ferkit.training.state",
     "learning_rate_at": "ferkit.training.schedule",
     "cross_validate": "ferkit.training.crossval",
 }

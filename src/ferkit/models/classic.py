@@ -1,4 +1,8 @@
-"""``seed``: the classic FER2013 notebook's CNN (674,759 parameters counted the Keras way)."""
+"""``classic``: the classic FER2013 notebook's CNN (674,759 parameters counted the Keras way).
+
+It used to be called ``seed`` (a clash with ``--seed``); that name is still accepted (see
+:data:`ferkit.choices.MODEL_ALIASES`), so checkpoints whose card says ``seed`` load unchanged.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,10 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ferkit.models import register_model
+from ferkit.models.registry import register_model
 
 
-class SeedCNN(nn.Module):
+class ClassicCNN(nn.Module):
     """Three conv blocks (conv-conv-pool-dropout-batchnorm) and a two-layer dense head.
 
     Layer for layer the notebook's Keras model: 3x3 "same" convolutions with ReLU, 2x2
@@ -62,8 +66,8 @@ class SeedCNN(nn.Module):
         return self.classifier(self.features(images))
 
 
-@register_model("seed")
-def seed(
+@register_model("classic")
+def classic(
     num_classes: int = 7,
     in_channels: int = 1,
     channels: Sequence[int] = (64, 128, 64),
@@ -76,9 +80,9 @@ def seed(
 
     Example:
         >>> from ferkit.models import create_model, count_parameters
-        >>> count_parameters(create_model("seed"))
+        >>> count_parameters(create_model("classic"))
         674759
     """
-    return SeedCNN(
+    return ClassicCNN(
         num_classes, in_channels, channels, block_dropouts, dense_units, dense_dropouts, input_size
     )
