@@ -10,7 +10,8 @@ TORCH_VERSION ?= 2.13.0
 DEMO := demo_output
 FERKIT := $(BIN)/ferkit
 
-.PHONY: venv demo test lint browser benchmarks train-fer2013 train-fer2013-small clean
+.PHONY: venv demo test lint browser benchmarks train-fer2013 train-fer2013-small train-ferplus \
+	train-ferplus-small clean
 
 $(BIN)/ferkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,14 +71,35 @@ FER2013_SMALL_RECIPE := --config recipes/fer2013-small.json
 train-fer2013: venv
 	$(FERKIT) train $(FER2013) --out $(FER2013_RUN) $(FER2013_RECIPE) --no-progress \
 		$$(test -f $(FER2013_RUN)/last/state.json && echo --resume)
-	$(BIN)/python benchmarks/bundle_model.py $(FER2013_RUN) --name default \
+	$(BIN)/python benchmarks/bundle_model.py $(FER2013_RUN) --name fer2013 \
 		--command "ferkit train FER2013 --out $(FER2013_RUN) $(FER2013_RECIPE)"
 
 train-fer2013-small: venv
 	$(FERKIT) train $(FER2013) --out $(FER2013_SMALL_RUN) $(FER2013_SMALL_RECIPE) --no-progress \
 		$$(test -f $(FER2013_SMALL_RUN)/last/state.json && echo --resume)
-	$(BIN)/python benchmarks/bundle_model.py $(FER2013_SMALL_RUN) --name small \
+	$(BIN)/python benchmarks/bundle_model.py $(FER2013_SMALL_RUN) --name fer2013-small \
 		--command "ferkit train FER2013 --out $(FER2013_SMALL_RUN) $(FER2013_SMALL_RECIPE)"
+
+# FER+ (the default models): fine-tuned from the FER2013 models above on FER+'s vote
+# distributions; FERPLUS is the folder holding FER2013Train/ and FER2013Valid/. Calibrate after
+# bundling: ferkit calibrate ferplus $(FERPLUS) --split PublicTest.
+FERPLUS ?= ../shared/data/ferplus
+FERPLUS_RUN ?= runs/ferplus
+FERPLUS_SMALL_RUN ?= runs/ferplus_small
+
+train-ferplus: venv
+	$(FERKIT) train $(FERPLUS) --out $(FERPLUS_RUN) --config recipes/ferplus.json --no-progress \
+		$$(test -f $(FERPLUS_RUN)/last/state.json && echo --resume)
+	$(BIN)/python benchmarks/bundle_model.py $(FERPLUS_RUN) --name ferplus \
+		--command "ferkit train FERPLUS --out $(FERPLUS_RUN) --config recipes/ferplus.json"
+	$(FERKIT) calibrate ferplus $(FERPLUS) --split PublicTest
+
+train-ferplus-small: venv
+	$(FERKIT) train $(FERPLUS) --out $(FERPLUS_SMALL_RUN) --config recipes/ferplus-small.json \
+		--no-progress $$(test -f $(FERPLUS_SMALL_RUN)/last/state.json && echo --resume)
+	$(BIN)/python benchmarks/bundle_model.py $(FERPLUS_SMALL_RUN) --name ferplus-small \
+		--command "ferkit train FERPLUS --out $(FERPLUS_SMALL_RUN) --config recipes/ferplus-small.json"
+	$(FERKIT) calibrate ferplus-small $(FERPLUS) --split PublicTest
 
 clean:
 	rm -rf $(DEMO) build dist src/*.egg-info .pytest_cache .ruff_cache
