@@ -189,22 +189,32 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
         """The model card of the served model: as JSON and as Markdown (``ferkit info``)."""
         return {"model": model_info, "card": card, "card_markdown": card_markdown}
 
-    @app.post(
-        "/v1/predict",
-        openapi_extra={
-            "requestBody": {
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"file": {"type": "string", "format": "binary"}},
-                        }
-                    },
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                }
-            }
-        },
-    )
+    async def read_upload(request: Request) -> bytes:
+        """The uploaded image's bytes, in memory, size-capped (raises BadImage)."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
+            raise BadImage(413, f"upload larger than {config.max_upload_mb:g} MB")
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > max_bytes + 64 * 1024:
+                raise BadImage(413, f"upload larger than {config.max_upload_mb:g} MB")
+        data = bytes(data)
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            data = multipart_file(content_type, data)
+        if len(data) > max_bytes:
+            raise BadImage(413, f"upload larger than {config.max_upload_mb:g} MB")
+        return data
+
+    # The OpenAPI description of an image upload (both routes read it with read_upload).
+    upload_body = {"requestBody": {"content": {
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"}}}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    }}}  # fmt: skip
+
+    @app.post("/v1/predict", openapi_extra=upload_body)
     async def predict(request: Request, min_confidence: float | None = None):
         """Faces and emotions in an image: multipart upload (field ``file``) or raw body.
 
@@ -216,25 +226,10 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
             check_min_confidence(min_confidence)
         except FerkitError as bad:
             return error(400, str(bad))
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
-            return error(413, f"upload larger than {config.max_upload_mb:g} MB")
-        # Read the body into memory with a hard cap (multipart headers add a little), so no
-        # upload is ever spooled to disk and no size can be slipped past the limit.
-        data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > max_bytes + 64 * 1024:
-                return error(413, f"upload larger than {config.max_upload_mb:g} MB")
-        data = bytes(data)
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("multipart/form-data"):
-            try:
-                data = multipart_file(content_type, data)
-            except BadImage as bad:
-                return error(bad.status, bad.message)
-        if len(data) > max_bytes:
-            return error(413, f"upload larger than {config.max_upload_mb:g} MB")
+        try:
+            data = await read_upload(request)
+        except BadImage as bad:
+            return error(bad.status, bad.message)
 
         def work():
             image, original = decode_image(data, config.max_pixels)
@@ -276,30 +271,6 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
                 "total": round((finished - started) * 1000, 2),
             },
         }
-
-    async def read_upload(request: Request) -> bytes:
-        """The uploaded image's bytes, in memory, size-capped (raises BadImage)."""
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
-            raise BadImage(413, f"upload larger than {config.max_upload_mb:g} MB")
-        data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > max_bytes + 64 * 1024:
-                raise BadImage(413, f"upload larger than {config.max_upload_mb:g} MB")
-        data = bytes(data)
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("multipart/form-data"):
-            data = multipart_file(content_type, data)
-        if len(data) > max_bytes:
-            raise BadImage(413, f"upload larger than {config.max_upload_mb:g} MB")
-        return data
-
-    upload_body = {"requestBody": {"content": {
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "file": {"type": "string", "format": "binary"}}}},
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-    }}}  # fmt: skip
 
     @app.post("/v1/explain", openapi_extra=upload_body)
     async def explain(request: Request, method: str = "auto"):
