@@ -44,7 +44,7 @@ def test_bundled_cards_say_what_a_user_must_know(name):
 def test_ferkit_info_prints_the_bundled_card(capsys):
     assert main(["info", "default"]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("# Model card: default")
+    assert text.startswith(f"# Model card: {ALIASES['default']}")  # the model `default` names
     for section in ("## Intended use", "## Not fit for", "## Training data", "## Performance",
                     "## Calibration", "| Disgust |", "Temperature scaling"):  # fmt: skip
         assert section in text

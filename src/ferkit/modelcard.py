@@ -237,7 +237,7 @@ def model_card_markdown(model: str | os.PathLike = "default", as_json: bool = Fa
 
     Example:
         >>> model_card_markdown("small").splitlines()[0]
-        '# Model card: small'
+        '# Model card: ferplus-small'
     """
     import json
 

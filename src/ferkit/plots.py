@@ -37,8 +37,7 @@ def save_figure(figure, path: str | os.PathLike) -> Path:
     def write(temporary: str) -> None:
         figure.savefig(temporary, format=path.suffix.lstrip(".") or "png", dpi=110)
 
-    atomic_write(path, write)
-    return figure
+    return atomic_write(path, write)
 
 
 def _saved(figure: Figure, path: str | os.PathLike | None) -> Figure:

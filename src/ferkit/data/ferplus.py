@@ -169,8 +169,10 @@ def load_ferplus(root: str | os.PathLike, skip_bad_rows: bool = False) -> FerDat
         >>> Image.fromarray(np.zeros((48, 48), np.uint8)).save(root / "fer0.png")
         >>> _ = (root / "label.csv").write_text('fer0.png,"(0, 0, 48, 48)",2,7,0,0,0,0,0,1,0,0\\n')
         >>> dataset = load_ferplus(root)
-        >>> dataset.class_names[int(dataset.labels[0])], dataset.votes[0].round(2).tolist()[:2]
-        ('Happy', [0.2, 0.7])
+        >>> dataset.class_names[int(dataset.labels[0])]
+        'Happy'
+        >>> [round(float(share), 2) for share in dataset.votes[0][:2]]
+        [0.2, 0.7]
     """
     folders = ferplus_split_folders(root)
     if not folders:
