@@ -496,6 +496,20 @@ def _class_sizes(n: int, num_classes: int) -> np.ndarray:
     return sizes
 
 
+def _drawing_plan(n: int, seed: int):
+    """The first random draws of :func:`generate_faces`: (generator, labels, per-face uniforms,
+    occlusion flags). ``ferkit.data.synth_cues`` replays them, so they live in one place."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    rng = np.random.default_rng(seed)
+    num_classes = len(FER2013_CLASS_NAMES)
+    labels = np.repeat(np.arange(num_classes, dtype=np.int64), _class_sizes(n, num_classes))
+    labels = rng.permutation(labels)
+    face_uniforms = rng.random((n, _RANDOM_NUMBERS_PER_FACE))
+    occluded = rng.random(n) < _OCCLUSION_PROBABILITY
+    return rng, labels, face_uniforms, occluded
+
+
 def generate_faces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n`` synthetic 48x48 grayscale faces with FER2013 expression labels.
 
@@ -523,16 +537,8 @@ def generate_faces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         >>> np.bincount(labels).tolist()
         [2, 2, 2, 2, 2, 2, 2]
     """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    rng = np.random.default_rng(seed)
-    num_classes = len(FER2013_CLASS_NAMES)
-    labels = np.repeat(np.arange(num_classes, dtype=np.int64), _class_sizes(n, num_classes))
-    labels = rng.permutation(labels)
-
     # All random numbers for the drawing, plus per-face photometric parameters, drawn up front.
-    face_uniforms = rng.random((n, _RANDOM_NUMBERS_PER_FACE))
-    occluded = rng.random(n) < _OCCLUSION_PROBABILITY
+    rng, labels, face_uniforms, occluded = _drawing_plan(n, seed)
     contrast = rng.uniform(0.7, 1.25, size=n).astype(np.float32)
     brightness = rng.uniform(-25.0, 25.0, size=n).astype(np.float32)
     gradient = rng.uniform(-18.0, 18.0, size=(n, 2)).astype(np.float32)

@@ -18,13 +18,11 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ferkit.data.dataset import FACE_SIZE, FER2013_CLASS_NAMES
+from ferkit.data.dataset import FACE_SIZE
 from ferkit.data.synth import (
-    _OCCLUSION_PROBABILITY,
-    _RANDOM_NUMBERS_PER_FACE,
     SUPERSAMPLE,
-    _class_sizes,
     _draw_face,
+    _drawing_plan,
     _FaceRandom,
     _occlude,
     _warp,
@@ -55,15 +53,8 @@ def expression_cue_masks(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
         >>> bool((labels == generate_faces(14, seed=3)[1]).all())
         True
     """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
     # The same draws, in the same order, as generate_faces.
-    rng = np.random.default_rng(seed)
-    num_classes = len(FER2013_CLASS_NAMES)
-    labels = np.repeat(np.arange(num_classes, dtype=np.int64), _class_sizes(n, num_classes))
-    labels = rng.permutation(labels)
-    face_uniforms = rng.random((n, _RANDOM_NUMBERS_PER_FACE))
-    occluded = rng.random(n) < _OCCLUSION_PROBABILITY
+    _, labels, face_uniforms, occluded = _drawing_plan(n, seed)
 
     side = FACE_SIZE * SUPERSAMPLE
     masks = np.empty((n, FACE_SIZE, FACE_SIZE), dtype=np.float32)
