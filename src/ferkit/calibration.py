@@ -7,8 +7,14 @@ minimising the negative log-likelihood (NLL) of held-out faces: ``T > 1`` soften
 over-confident probabilities, ``T < 1`` sharpens under-confident ones; the top class never
 changes, so accuracy does not either.
 
-The temperature lives in the model card (``card["calibration"]["temperature"]``; for an
-ensemble, in ``ensemble.json``) and is applied in exactly one place,
+When one scalar is not enough, two richer maps work on the log-probabilities ``s`` and are
+fitted the same way (NLL): *vector scaling* ``s * w + b`` (a scale and a bias per class) and
+*Dirichlet scaling* ``W s + b`` (a full matrix, its off-diagonal entries and the bias kept
+small by an L2 penalty, Kull et al., 2019). Both can change the top class of some faces, so
+their summaries report accuracy before and after as well (:class:`AffineCalibration`).
+
+The temperature (or the matrix and bias) lives in the model card (``card["calibration"]``;
+for an ensemble, in ``ensemble.json``) and is applied in exactly one place,
 :func:`combine_probabilities`, which both the PyTorch :class:`~ferkit.inference.Predictor` and
 the exported ONNX graph (:class:`ferkit.export.ProbabilityGraph`) call.
 
@@ -29,12 +35,15 @@ import datetime
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ferkit.choices import CALIBRATION_METHODS
 from ferkit.errors import FerkitError
+from ferkit.modelcard import describe_map
 
 #: Confidence bins of the expected calibration error and the reliability diagram.
 ECE_BINS = 15
@@ -42,6 +51,83 @@ ECE_BINS = 15
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 #: Floor of probabilities before a logarithm (float32 softmax outputs can underflow to 0).
 PROBABILITY_FLOOR = 1e-30
+#: L2 penalties of Dirichlet scaling (on the mean squared off-diagonal entry of the matrix and
+#: the mean squared bias, added to the mean NLL): they keep the 56 numbers of a 7-class map
+#: from fitting the noise of a few thousand validation faces.
+DIRICHLET_PENALTY = 1e-2
+
+
+@dataclass(frozen=True)
+class AffineCalibration:
+    """Calibrated logits ``log_probabilities @ matrix.T + bias`` (vector or Dirichlet scaling).
+
+    Works on log-probabilities (log-softmax of a model's logits, or the log of an ensemble's
+    averaged probabilities), the scores these maps are fitted on. Vector scaling has a diagonal
+    ``matrix``. Floats only, so an ONNX export traces the map as constants.
+
+    Example:
+        >>> import torch
+        >>> identity = AffineCalibration("vector", ((1.0, 0.0), (0.0, 1.0)), (0.0, 0.0))
+        >>> halves = torch.log(torch.tensor([[0.5, 0.5]]))
+        >>> AffineCalibration("vector", ((2.0, 0.0), (0.0, 2.0)), (0.0, 1.0)).apply(halves)
+        tensor([[-1.3863, -0.3863]])
+    """
+
+    method: str
+    matrix: tuple[tuple[float, ...], ...]
+    bias: tuple[float, ...]
+
+    def apply(self, log_probabilities: torch.Tensor) -> torch.Tensor:
+        """The calibrated logits for log-probabilities (N, classes)."""
+        matrix = torch.tensor(self.matrix, dtype=log_probabilities.dtype)
+        bias = torch.tensor(self.bias, dtype=log_probabilities.dtype)
+        return log_probabilities @ matrix.to(log_probabilities.device).T + bias.to(
+            log_probabilities.device
+        )
+
+    def probabilities(self, scores) -> np.ndarray:
+        """Calibrated probabilities (float64) for scores (log-probabilities) as numpy."""
+        logits = np.asarray(scores, dtype=np.float64) @ np.asarray(self.matrix).T
+        return softmax(logits + np.asarray(self.bias))
+
+
+#: What a card's calibration can be: a temperature, or an affine map.
+Calibration = float | AffineCalibration
+
+
+def calibration_of(card: dict | None) -> Calibration:
+    """The calibration a model card or ensemble card stores (1.0: none).
+
+    Example:
+        >>> calibration_of({"calibration": {"temperature": 1.3}})
+        1.3
+        >>> calibration_of({"calibration": {"map": "vector", "matrix": [[2.0]], "bias": [0.0]}})
+        AffineCalibration(method='vector', matrix=((2.0,),), bias=(0.0,))
+    """
+    calibration = (card or {}).get("calibration") or {}
+    if "matrix" not in calibration:
+        return temperature_of(card)
+    matrix = tuple(tuple(float(value) for value in row) for row in calibration["matrix"])
+    bias = tuple(float(value) for value in calibration.get("bias", [0.0] * len(matrix)))
+    if any(len(row) != len(matrix) for row in matrix) or len(bias) != len(matrix):
+        raise FerkitError(
+            f"model card: calibration matrix must be square with one bias per class, got "
+            f"{len(matrix)} rows of lengths {sorted({len(row) for row in matrix})} and "
+            f"{len(bias)} biases"
+        )
+    if not np.isfinite(matrix).all() or not np.isfinite(bias).all():
+        raise FerkitError("model card: calibration matrix or bias contains NaN or infinity")
+    return AffineCalibration(str(calibration.get("map", "dirichlet")), matrix, bias)
+
+
+def is_calibrated(card: dict | None) -> bool:
+    """True when the card stores a calibration that changes probabilities.
+
+    Example:
+        >>> is_calibrated({}), is_calibrated({"calibration": {"temperature": 0.7}})
+        (False, True)
+    """
+    return calibration_of(card) != 1.0
 
 
 def temperature_of(card: dict | None) -> float:
@@ -58,17 +144,25 @@ def temperature_of(card: dict | None) -> float:
     return temperature
 
 
+def _calibrated_logits(log_probabilities: torch.Tensor, calibration: Calibration):
+    if isinstance(calibration, AffineCalibration):
+        return calibration.apply(log_probabilities)
+    return log_probabilities / calibration if calibration != 1.0 else log_probabilities
+
+
 def combine_probabilities(
     member_logits: Sequence[torch.Tensor],
-    member_temperatures: Sequence[float],
-    temperature: float = 1.0,
+    member_temperatures: Sequence[Calibration],
+    temperature: Calibration = 1.0,
 ) -> torch.Tensor:
-    """Class probabilities from one or more members' logits: THE place temperatures apply.
+    """Class probabilities from one or more members' logits: THE place calibrations apply.
 
     Each member's logits are divided by its own temperature and soft-maxed; the members'
     probabilities are averaged; an ensemble's own temperature (``temperature``) then scales
     the log of that average. For a single model ``softmax(log softmax(z) / T)`` equals
-    ``softmax(z / T)``, so one fitting routine serves models and ensembles alike.
+    ``softmax(z / T)``, so one fitting routine serves models and ensembles alike. A
+    calibration may also be an :class:`AffineCalibration` (vector or Dirichlet scaling), which
+    maps the log-probabilities instead of dividing them.
 
     Temperatures are Python floats, so an ONNX export traces them as constants.
 
@@ -78,14 +172,16 @@ def combine_probabilities(
         True
     """
     total = None
-    for logits, member_temperature in zip(member_logits, member_temperatures):
-        scaled = logits / member_temperature if member_temperature != 1.0 else logits
-        probabilities = torch.softmax(scaled, dim=1)
+    for logits, member_calibration in zip(member_logits, member_temperatures):
+        if isinstance(member_calibration, AffineCalibration):
+            logits = torch.log_softmax(logits, dim=1)
+        probabilities = torch.softmax(_calibrated_logits(logits, member_calibration), dim=1)
         total = probabilities if total is None else total + probabilities
     if len(member_logits) > 1:
         total = total / len(member_logits)
     if temperature != 1.0:
-        total = torch.softmax(torch.log(total.clamp_min(PROBABILITY_FLOOR)) / temperature, dim=1)
+        log_total = torch.log(total.clamp_min(PROBABILITY_FLOOR))
+        total = torch.softmax(_calibrated_logits(log_total, temperature), dim=1)
     return total
 
 
@@ -260,24 +356,134 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = TEMPERATURE_BO
     return float(math.exp(result.x))
 
 
-def calibration_summary(scores, labels, temperature: float, fitted_on: str) -> dict:
-    """The ``calibration`` entry of a model card: temperature and metrics before and after.
+def _fit_affine(scores, labels, method: str) -> AffineCalibration:
+    """Vector or Dirichlet scaling by L-BFGS on the (penalised) NLL, from the fitted temperature."""
+    scores = torch.as_tensor(np.asarray(scores, dtype=np.float64))
+    targets = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    classes = scores.shape[1]
+    start = 1.0 / fit_temperature(scores.numpy(), targets.numpy())
+    if method == "vector":
+        scale = torch.full((classes,), start, dtype=torch.float64, requires_grad=True)
+        parameters = [scale]
+    else:
+        matrix = (torch.eye(classes, dtype=torch.float64) * start).requires_grad_()
+        parameters = [matrix]
+    bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    off_diagonal = 1.0 - torch.eye(classes, dtype=torch.float64)
+    optimizer = torch.optim.LBFGS(
+        parameters + [bias], max_iter=500, tolerance_change=1e-12, line_search_fn="strong_wolfe"
+    )
+
+    def weights() -> torch.Tensor:
+        return torch.diag(scale) if method == "vector" else matrix
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(scores @ weights().T + bias, targets)
+        if method == "dirichlet":  # ODIR: off-diagonal and intercept regularisation
+            penalty = (weights() * off_diagonal).pow(2).sum() / max(classes * (classes - 1), 1)
+            loss = loss + DIRICHLET_PENALTY * (penalty + bias.pow(2).mean())
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    fitted = weights().detach().numpy()
+    if not np.isfinite(fitted).all():
+        raise FerkitError(f"{method} scaling did not converge (non-finite parameters)")
+    return AffineCalibration(
+        method,
+        tuple(tuple(round(float(value), 8) for value in row) for row in fitted),
+        tuple(round(float(value), 8) for value in bias.detach().numpy()),
+    )
+
+
+def fit_calibration(scores, labels, method: str = "temperature") -> Calibration:
+    """Fit the calibration ``method`` (see :data:`ferkit.choices.CALIBRATION_METHODS`) by NLL.
+
+    ``scores`` are log-probabilities (or logits for ``temperature``) of labelled faces.
+    ``temperature`` returns a float (:func:`fit_temperature`); ``vector`` and ``dirichlet`` an
+    :class:`AffineCalibration`.
+
+    Raises:
+        FerkitError: for an unknown method (naming the choices) or malformed inputs.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> scores = np.log(softmax(rng.normal(0, 2, (500, 3))))
+        >>> labels = rng.integers(0, 3, 500)
+        >>> fit_calibration(scores, labels, "vector").method
+        'vector'
+    """
+    if method not in CALIBRATION_METHODS:
+        raise FerkitError(
+            f"unknown calibration method {method!r}; choose one of: "
+            f"{', '.join(CALIBRATION_METHODS)}"
+        )
+    _, labels = _check(scores, labels)
+    if method == "temperature":
+        return fit_temperature(scores, labels)
+    return _fit_affine(scores, labels, method)
+
+
+def calibrated_probabilities(scores, calibration: Calibration) -> np.ndarray:
+    """Probabilities (float64) of scores under a temperature or an affine map.
+
+    Example:
+        >>> calibrated_probabilities([[0.0, 0.0]], 2.0).tolist()
+        [[0.5, 0.5]]
+    """
+    if isinstance(calibration, AffineCalibration):
+        return calibration.probabilities(scores)
+    return softmax(scores, calibration)
+
+
+#: What each calibration method is called in model cards and reports.
+METHOD_DESCRIPTIONS = {
+    "temperature": "temperature scaling (one scalar T, NLL minimised)",
+    "vector": "vector scaling (a scale and a bias per class on the log-probabilities, NLL "
+    "minimised)",
+    "dirichlet": "Dirichlet scaling (matrix and bias on the log-probabilities, NLL minimised "
+    f"with L2 {DIRICHLET_PENALTY} on the off-diagonal entries and the bias)",
+}
+
+
+def calibration_summary(scores, labels, calibration: Calibration, fitted_on: str) -> dict:
+    """The ``calibration`` entry of a model card: the map and metrics before and after.
+
+    Accuracy before and after is there because vector and Dirichlet scaling can change the
+    top class of some faces (a temperature never does).
 
     Example:
         >>> summary = calibration_summary(np.array([[2.0, 0.0]]), [0], 1.5, "test")
         >>> summary["temperature"], summary["ece_after"] > summary["ece_before"]
         (1.5, True)
     """
-    before = calibration_metrics(softmax(scores), labels)
-    after = calibration_metrics(softmax(scores, temperature), labels)
+    labels = np.asarray(labels)
+    before_probabilities = softmax(scores)
+    after_probabilities = calibrated_probabilities(scores, calibration)
+    before = calibration_metrics(before_probabilities, labels)
+    after = calibration_metrics(after_probabilities, labels)
+    if isinstance(calibration, AffineCalibration):
+        fitted = {
+            "method": METHOD_DESCRIPTIONS[calibration.method],
+            "map": calibration.method,
+            "matrix": [list(row) for row in calibration.matrix],
+            "bias": list(calibration.bias),
+        }
+    else:
+        fitted = {
+            "method": METHOD_DESCRIPTIONS["temperature"],
+            "temperature": round(float(calibration), 6),
+        }
     return {
-        "method": "temperature scaling (one scalar T, NLL minimised)",
-        "temperature": round(float(temperature), 6),
+        **fitted,
         "fitted_on": fitted_on,
         "faces": int(len(labels)),
         "ece_bins": ECE_BINS,
         **{f"{key}_before": round(before[key], 6) for key in ("ece", "nll", "brier")},
         **{f"{key}_after": round(after[key], 6) for key in ("ece", "nll", "brier")},
+        "accuracy_before": round(float((before_probabilities.argmax(1) == labels).mean()), 6),
+        "accuracy_after": round(float((after_probabilities.argmax(1) == labels).mean()), 6),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "reliability_before": before["reliability"],
         "reliability_after": after["reliability"],
@@ -304,7 +510,7 @@ def write_calibration_report(summary: dict, folder: str | os.PathLike) -> list[P
     folder = Path(folder)
     figure = reliability_figure(
         {"before": summary["reliability_before"], "after": summary["reliability_after"]},
-        title=f"temperature {summary['temperature']:.3f} ({summary['fitted_on']})",
+        title=f"{describe_map(summary)} ({summary['fitted_on']})",
     )
     return [
         write_json(folder / "calibration.json", summary),
@@ -320,6 +526,7 @@ def calibrate_model(
     skip_bad_rows: bool = False,
     device: str = "auto",
     batch_size: int = 512,
+    method: str = "temperature",
 ) -> dict:
     """Fit a trained model's (or ensemble's) temperature on labelled faces and store it.
 
@@ -338,9 +545,11 @@ def calibrate_model(
         skip_bad_rows: skip invalid rows instead of failing.
         device: auto | cpu | cuda | mps.
         batch_size: faces per forward pass.
+        method: ``temperature`` (keeps every top class), ``vector`` or ``dirichlet`` (richer
+            maps that can change a few top classes; see :func:`fit_calibration`).
 
     Returns:
-        The summary (temperature, ECE/NLL/Brier before and after, reliability bins) plus
+        The summary (temperature or map, ECE/NLL/Brier before and after, reliability bins) plus
         ``card_path`` (the file that now holds the temperature) and ``skipped``.
 
     Raises:
@@ -355,6 +564,8 @@ def calibrate_model(
     from ferkit.inference import Predictor
     from ferkit.io import read_json, write_json
 
+    if method not in CALIBRATION_METHODS:  # before the minutes of forward passes
+        fit_calibration(np.zeros((1, 1)), [0], method)
     if Path(model).suffix == ".onnx":
         raise FerkitError(
             f"{model}: an exported ONNX file has its temperature inside the graph; calibrate "
@@ -369,7 +580,9 @@ def calibrate_model(
         predictor.predict_proba(dataset.images, batch_size=batch_size, calibrated=False)
     )
     described = f"{Path(str(data)).name} {split or 'all rows'} ({len(labels)} faces)"
-    summary = calibration_summary(scores, labels, fit_temperature(scores, labels), described)
+    summary = calibration_summary(
+        scores, labels, fit_calibration(scores, labels, method), described
+    )
     kind, path = hub.locate(model)  # the card to update: ensemble.json or the checkpoint's
     card_path = path if kind == "ensemble" else path.with_suffix(".json")
     card = read_json(card_path)
@@ -400,7 +613,7 @@ def calibrate_validation(scores, labels, run_dir: str | os.PathLike | None) -> d
 
 
 def format_calibration(summary: dict) -> str:
-    """Two lines: the temperature, and ECE/NLL/Brier before → after.
+    """Two lines: the temperature (or map), and ECE/NLL/Brier (and accuracy) before → after.
 
     Example:
         >>> summary = calibration_summary(np.array([[2.0, 0.0], [0.0, 1.0]]), [0, 1], 1.0, "x")
@@ -409,6 +622,7 @@ def format_calibration(summary: dict) -> str:
     """
     rows = "   ".join(
         f"{name} {summary[f'{key}_before']:.4f} -> {summary[f'{key}_after']:.4f}"
-        for key, name in (("ece", "ECE"), ("nll", "NLL"), ("brier", "Brier"))
+        for key, name in (("ece", "ECE"), ("nll", "NLL"), ("brier", "Brier"), ("accuracy", "acc"))
+        if f"{key}_before" in summary
     )
-    return f"temperature {summary['temperature']:.3f} fitted on {summary['fitted_on']}\n{rows}"
+    return f"{describe_map(summary)} fitted on {summary['fitted_on']}\n{rows}"

@@ -30,6 +30,10 @@ TARGETS = ("majority", "votes")
 TTA_MODES = ("none", "flip", "shift")
 #: Face detectors (ferkit.detection).
 DETECTORS = ("haar", "haar-fast", "yunet", "none")
+#: Calibration maps of ``ferkit calibrate --method`` (ferkit.calibration): one temperature
+#: (keeps every top class), per-class scale and bias (vector scaling), or a regularised full
+#: matrix and bias on the log-probabilities (Dirichlet scaling; Kull et al., 2019).
+CALIBRATION_METHODS = ("temperature", "vector", "dirichlet")
 #: Inference engines of a Predictor (ferkit.inference).
 BACKENDS = ("torch", "onnx", "auto", "bf16", "int8")
 

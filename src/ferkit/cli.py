@@ -110,8 +110,10 @@ def _command_train(arguments) -> int:
     )
     calibration = result.card.get("calibration")
     if calibration:
+        from ferkit.modelcard import describe_map
+
         print(
-            f"calibration: temperature {calibration['temperature']:.3f} fitted on the validation "
+            f"calibration: {describe_map(calibration)} fitted on the validation "
             f"split, ECE {calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f}"
         )
     print(f"run folder: {result.run_dir}")
@@ -178,13 +180,14 @@ def _command_calibrate(arguments) -> int:
         out=arguments.out,
         skip_bad_rows=arguments.skip_bad_rows,
         device=arguments.device,
+        method=arguments.method,
     )
     if result["skipped"]:
         from ferkit.data import describe_skipped
 
         print(describe_skipped(result["skipped"]))
     print(format_calibration(result))
-    print(f"wrote the temperature into {result['card_path']}")
+    print(f"wrote the calibration into {result['card_path']}")
     if arguments.out:
         print(f"wrote {arguments.out}/calibration.json and reliability_diagram.png")
     return 0
@@ -349,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``ferkit`` argument parser (one sub-command per pipeline step)."""
     # The torch-free list of choices: importing detection or inference would load OpenCV and
     # torch for every command, --help included.
-    from ferkit.choices import BACKENDS, DEVICES
+    from ferkit.choices import BACKENDS, CALIBRATION_METHODS, DEVICES
     from ferkit.choices import TTA_MODES as TTA_CHOICES
 
     parser = argparse.ArgumentParser(
@@ -422,6 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="also write calibration.json and reliability_diagram.png here"
     )
     calibrate.add_argument("--device", default="auto", choices=DEVICES)
+    calibrate.add_argument(
+        "--method",
+        default="temperature",
+        choices=CALIBRATION_METHODS,
+        help="temperature: one scalar, keeps every top class (default); vector: a scale and "
+        "bias per class; dirichlet: a regularised matrix and bias (both can change a few top "
+        "classes; the report gives accuracy before and after)",
+    )
     calibrate.set_defaults(handler=_command_calibrate)
 
     info = commands.add_parser("info", help="print a model's card: use, limits, accuracy")

@@ -12,6 +12,7 @@ agreement with PyTorch fp32 instead of the fp32 parity bound.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -365,11 +366,12 @@ def export_predictor(
         "face crop resized to the input size",
         "normalization": "applied inside the graph: " + json.dumps(predictor.normalization),
         "output": "probabilities: float32 (N, classes), softmax over class_names, "
-        "temperature-scaled as the model card's calibration says",
+        "calibrated as the model card's calibration says (temperature or map)",
         "opset": str(opset),
         "tta": json.dumps([setting[2] for setting in graph.settings]),
         "temperature_scaling": json.dumps(
-            {"member_temperatures": graph.member_temperatures, "temperature": graph.temperature}
+            {"member_temperatures": graph.member_temperatures, "temperature": graph.temperature},
+            default=dataclasses.asdict,  # vector/Dirichlet maps (ferkit.calibration)
         ),
         "model_card": json.dumps(card),
     }

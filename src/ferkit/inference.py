@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ferkit.abstention import check_min_confidence, decide
-from ferkit.calibration import combine_probabilities, temperature_of
+from ferkit.calibration import calibration_of, combine_probabilities, is_calibrated, temperature_of
 from ferkit.choices import BACKENDS
 from ferkit.errors import FerkitError
 from ferkit.preprocessing import read_image, to_face_array
@@ -284,7 +284,7 @@ class Predictor:
                 digest.update(name.encode())
                 digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         digest.update(str(self.tta).encode())
-        digest.update(json.dumps(self.temperatures()).encode())
+        digest.update(json.dumps(self.temperatures(), default=repr).encode())
         if quantize is not None:
             from ferkit.int8 import CALIBRATION_RECIPE, cached_int8_variant
 
@@ -320,16 +320,17 @@ class Predictor:
         """The temperature that ``ferkit calibrate`` fits for this model (1.0: none yet)."""
         return temperature_of(self.card)
 
-    def temperatures(self, calibrated: bool = True) -> tuple[list[float], float]:
-        """(each member's temperature, the ensemble's) for :func:`combine_probabilities`.
+    def temperatures(self, calibrated: bool = True) -> tuple[list, object]:
+        """(each member's calibration, the ensemble's) for :func:`combine_probabilities`.
 
-        ``calibrated=False`` leaves out the temperature :attr:`temperature` refers to: a
-        model's own, or an ensemble's outer one (its members keep theirs).
+        A calibration is a temperature or an affine map (vector/Dirichlet scaling).
+        ``calibrated=False`` leaves out the calibration of :attr:`card`: a model's own, or an
+        ensemble's outer one (its members keep theirs).
         """
-        members = [temperature_of(card) for _, card in self.members]
+        members = [calibration_of(card) for _, card in self.members]
         if not self.is_ensemble:
             return (members if calibrated else [1.0] * len(members)), 1.0
-        return members, temperature_of(self.card) if calibrated else 1.0
+        return members, calibration_of(self.card) if calibrated else 1.0
 
     @property
     def location_folder(self) -> Path:
@@ -357,7 +358,7 @@ class Predictor:
         """
         faces = np.asarray(faces, dtype=np.uint8)
         # The ONNX graph has the temperature inside; without it, only PyTorch can answer.
-        use_onnx = self.onnx is not None and (calibrated or self.temperature == 1.0)
+        use_onnx = self.onnx is not None and (calibrated or not is_calibrated(self.card))
         if self.onnx is not None and not use_onnx and self.model is None:
             raise FerkitError(
                 f"{self.location}: the ONNX graph applies the temperature; uncalibrated "

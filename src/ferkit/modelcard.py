@@ -149,6 +149,18 @@ def _performance(card: dict) -> list[str]:
     return lines + [""]
 
 
+def describe_map(summary: dict) -> str:
+    """``temperature 1.049`` or ``dirichlet scaling`` for a calibration summary or card entry.
+
+    Example:
+        >>> describe_map({"temperature": 1.0491}), describe_map({"map": "vector"})
+        ('temperature 1.049', 'vector scaling')
+    """
+    if "map" in summary:
+        return f"{summary['map']} scaling"
+    return f"temperature {summary.get('temperature', 1.0):.3f}"
+
+
 def _calibration(card: dict) -> list[str]:
     calibration = card.get("calibration")
     lines = ["## Calibration", ""]
@@ -157,16 +169,20 @@ def _calibration(card: dict) -> list[str]:
             "Not calibrated: probabilities are the raw softmax (run `ferkit calibrate`).",
             "",
         ]
+    if "map" in calibration:  # vector or Dirichlet scaling: the card's method says what it is
+        method = calibration["method"][0].upper() + calibration["method"][1:]
+    else:
+        method = f"Temperature scaling, T = {calibration['temperature']:.3f}"
     lines.append(
-        f"Temperature scaling, T = {calibration['temperature']:.3f}, fitted on "
-        f"{calibration['fitted_on']}; probabilities everywhere (predict, serve, ONNX) use it."
+        f"{method}, fitted on {calibration['fitted_on']}; probabilities everywhere (predict, "
+        "serve, ONNX) use it."
     )
     lines += ["", "| | before | after |", "|---|---|---|"]
     for key, name in (("ece", f"ECE ({calibration.get('ece_bins', 15)} bins)"), ("nll", "NLL"),
-                      ("brier", "Brier")):  # fmt: skip
-        lines.append(
-            f"| {name} | {calibration[key + '_before']:.4f} | {calibration[key + '_after']:.4f} |"
-        )
+                      ("brier", "Brier"), ("accuracy", "accuracy")):  # fmt: skip
+        if key + "_before" in calibration:  # cards calibrated before accuracy was recorded
+            before, after = calibration[key + "_before"], calibration[key + "_after"]
+            lines.append(f"| {name} | {before:.4f} | {after:.4f} |")
     if calibration.get("note"):
         lines += ["", calibration["note"]]
     abstention = card.get("abstention")
