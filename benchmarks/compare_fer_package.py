@@ -108,7 +108,7 @@ def main() -> int:
         )
         print(f"skipped: this comparison needs {missing}; see the docstring for a separate venv")
         return 0
-    from ferkit.data import load_fer2013
+    from ferkit.data import FER2013_CLASS_NAMES, load_fer2013
     from ferkit.inference import Predictor
 
     dataset = load_fer2013(arguments.data)
@@ -126,9 +126,12 @@ def main() -> int:
     for name, predict_one in engines.items():
         if name.startswith("fer "):
             predictions = np.array([predict_one(face).argmax() for face in faces])
-        else:
+        else:  # by class name: a FER+ model's 8 classes are in another order (Contempt: wrong)
             predictor = predict_one.__defaults__[0]
-            predictions = predictor.predict_proba(faces).argmax(axis=1)
+            to_fer2013 = np.array([FER2013_CLASS_NAMES.index(class_name)
+                                   if class_name in FER2013_CLASS_NAMES else -1
+                                   for class_name in predictor.class_names])  # fmt: skip
+            predictions = to_fer2013[predictor.predict_proba(faces).argmax(axis=1)]
         accuracy[name] = float((predictions == labels).mean())
     timed = faces[: arguments.timed_faces]
     times = {name: [] for name in engines}

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.data import load_fer2013
+from ferkit.data.ferplus import FERPLUS_CLASS_NAMES
+from ferkit.evaluation import align_labels, load_split
 from ferkit.export import (
     OnnxPredictor,
     export_predictor,
@@ -32,7 +33,10 @@ from ferkit.export import (
 from ferkit.inference import Predictor
 from ferkit.int8 import build_int8_variant, cpu_runs_int8_fast, int8_instructions
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/data/fer2013-train-publictest.csv.gz"
+SHARED = Path(__file__).resolve().parents[2] / "shared/data"
+DEFAULT_DATA = SHARED / "fer2013-train-publictest.csv.gz"
+#: The validation data of a FER+ model (its 8 classes); FER2013's CSV for the others.
+FERPLUS_DATA = SHARED / "ferplus"
 
 
 def score(name: str, probabilities: np.ndarray, reference: np.ndarray, labels: np.ndarray):
@@ -55,16 +59,18 @@ def per_face_ms(session: OnnxPredictor, faces: np.ndarray, batch: int, repeats: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="small")
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--data", help="default: FER+ for a FER+ model, else the FER2013 CSV")
     parser.add_argument("--split", default="PublicTest")
     parser.add_argument("--rounds", type=int, default=3)
     arguments = parser.parse_args()
-    dataset = load_fer2013(arguments.data)
-    rows = dataset.usage == arguments.split
-    faces, labels = dataset.images[rows], dataset.labels[rows]
     predictor = Predictor.from_run(arguments.model, device="cpu", backend="torch")
+    ferplus = tuple(predictor.class_names) == FERPLUS_CLASS_NAMES
+    arguments.data = arguments.data or str(FERPLUS_DATA if ferplus else DEFAULT_DATA)
+    dataset = load_split(arguments.data, arguments.split)
+    faces, labels = dataset.images, align_labels(dataset, predictor.class_names)
     fp32 = predictor.predict_proba(faces)
-    print(f"model {arguments.model}, {len(faces)} {arguments.split} faces; CPU INT8 "
+    print(f"model {arguments.model}, {len(faces)} {arguments.split} faces of "
+          f"{Path(arguments.data).name}, TTA {predictor.card.get('tta')}; CPU INT8 "
           f"instructions: {', '.join(int8_instructions()) or 'none (no VNNI/AMX)'}; "
           f"--backend auto picks {'INT8' if cpu_runs_int8_fast() else 'fp32'} here")  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:
