@@ -11,6 +11,11 @@ from collections.abc import Callable, Mapping
 
 from ferkit import __version__
 
+# The torch- and OpenCV-free lists of choices, shared with the library: importing detection or
+# inference here would load OpenCV and torch for every command, --help included.
+from ferkit.choices import BACKENDS, DETECTORS, DEVICES
+from ferkit.choices import TTA_MODES as TTA_CHOICES
+
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="FER2013 CSV (.csv or .csv.gz) or image folder")
@@ -22,8 +27,6 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_detector_options(parser: argparse.ArgumentParser) -> None:
-    from ferkit.choices import DETECTORS  # torch- and OpenCV-free, shared with ferkit.detection
-
     parser.add_argument(
         "--detector",
         choices=DETECTORS,
@@ -46,6 +49,22 @@ def _add_detector_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="crop faces square from the box instead of aligning them from their landmarks",
     )
+
+
+def _add_model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default="default",
+        help="run folder, checkpoint, ensemble folder, exported .onnx file, or a bundled "
+        "model: default, small",
+    )
+
+
+def _add_engine_options(
+    parser: argparse.ArgumentParser, default_backend: str, backend_help: str
+) -> None:
+    parser.add_argument("--device", default="auto", choices=DEVICES)
+    parser.add_argument("--backend", choices=BACKENDS, default=default_backend, help=backend_help)
 
 
 def _add_training_options(parser: argparse.ArgumentParser, cross_validation: bool = False) -> None:
@@ -72,11 +91,6 @@ def build_command_parser(
         >>> parser.parse_args(["info", "small"]).model
         'small'
     """
-    # The torch-free list of choices: importing detection or inference would load OpenCV and
-    # torch for every command, --help included.
-    from ferkit.choices import BACKENDS, DEVICES
-    from ferkit.choices import TTA_MODES as TTA_CHOICES
-
     parser = argparse.ArgumentParser(
         prog="ferkit",
         description="Facial expression recognition: train, evaluate and use emotion classifiers.",
@@ -112,19 +126,11 @@ def build_command_parser(
 
     evaluate = commands.add_parser("evaluate", help="accuracy, F1 and confusion matrix")
     _add_data_options(evaluate)
-    evaluate.add_argument(
-        "--model",
-        default="default",
-        help="run folder, checkpoint, ensemble folder, exported .onnx file, or a bundled "
-        "model: default, small",
-    )
+    _add_model_option(evaluate)
     evaluate.add_argument("--split", help="only rows with this Usage (e.g. PrivateTest)")
     evaluate.add_argument("--out", help="output folder (default: the model's folder)")
-    evaluate.add_argument("--device", default="auto", choices=DEVICES)
     evaluate.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
-    evaluate.add_argument(
-        "--backend", choices=BACKENDS, default="torch", help="bf16: PyTorch bfloat16 (faster)"
-    )
+    _add_engine_options(evaluate, "torch", "bf16: PyTorch bfloat16 (faster)")
     evaluate.add_argument(
         "--perturb",
         action="store_true",
@@ -189,12 +195,7 @@ def build_command_parser(
         "predict", help="faces and emotions in images, folders, globs and videos"
     )
     predict.add_argument("inputs", nargs="+", help="image/video files, folders or glob patterns")
-    predict.add_argument(
-        "--model",
-        default="default",
-        help="run folder, checkpoint, ensemble folder, exported .onnx file, or a bundled "
-        "model: default, small",
-    )
+    _add_model_option(predict)
     _add_detector_options(predict)
     predict.add_argument("--margin", type=float, default=0.2, help="crop margin around a box")
     predict.add_argument(
@@ -219,14 +220,12 @@ def build_command_parser(
     predict.add_argument(
         "--verbose", action="store_true", help="say which inference engine runs, and why"
     )
-    predict.add_argument("--device", default="auto", choices=DEVICES)
     predict.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
-    predict.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="auto: ONNX Runtime if installed (a bundled model's INT8 variant on VNNI/AMX "
-        "CPUs); int8: ONNX Runtime INT8; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
+    _add_engine_options(
+        predict,
+        "auto",
+        "auto: ONNX Runtime if installed (a bundled model's INT8 variant on VNNI/AMX CPUs); "
+        "int8: ONNX Runtime INT8; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
     )
     predict.set_defaults(handler=handlers["predict"])
 
@@ -235,12 +234,7 @@ def build_command_parser(
     )
     explain.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     explain.add_argument("--out", required=True, help="folder for the overlays and maps")
-    explain.add_argument(
-        "--model",
-        default="default",
-        help="run folder, checkpoint, ensemble folder, exported .onnx file, or a bundled "
-        "model: default, small",
-    )
+    _add_model_option(explain)
     explain.add_argument(
         "--method",
         choices=("auto", "gradcam", "occlusion"),
@@ -249,12 +243,10 @@ def build_command_parser(
     )
     _add_detector_options(explain)
     explain.add_argument("--margin", type=float, default=0.2, help="crop margin around a box")
-    explain.add_argument("--device", default="auto", choices=DEVICES)
-    explain.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="engine for the predictions and occlusion (Grad-CAM always runs PyTorch fp32)",
+    _add_engine_options(
+        explain,
+        "auto",
+        "engine for the predictions and occlusion (Grad-CAM always runs PyTorch fp32)",
     )
     explain.set_defaults(handler=handlers["explain"])
 
@@ -267,12 +259,10 @@ def build_command_parser(
     serve.add_argument(
         "--max-pixels", type=int, default=4096 * 4096, help="larger images are downscaled"
     )
-    serve.add_argument("--device", default="auto", choices=DEVICES)
-    serve.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="auto: ONNX Runtime if installed; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
+    _add_engine_options(
+        serve,
+        "auto",
+        "auto: ONNX Runtime if installed; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
     )
     serve.set_defaults(handler=handlers["serve"])
 

@@ -209,6 +209,22 @@ def _draw_nose(canvas: Canvas, label, random, eye_y, mouth_y, skin, ink):
         canvas.line([(nose_x - 1.6, eye_y + 2.2), (nose_x + 1.6, eye_y + 2.2)], fill=ink, width=0.8)
 
 
+def _draw_lip_arc(
+    canvas: Canvas, random: FaceRandom, center_x, center_y, radius_x, radius_y, start, end, lips
+):
+    """A closed mouth as one curved lip stroke (a smile's or a frown's arc), of random width."""
+    canvas.arc(
+        center_x,
+        center_y,
+        radius_x,
+        radius_y,
+        start,
+        end,
+        fill=lips,
+        width=random.uniform(1.5, 2.1),
+    )
+
+
 def _draw_happy_mouth(
     canvas: Canvas, random: FaceRandom, mouth_x, mouth_y, size, lips, inside, teeth
 ):
@@ -222,16 +238,7 @@ def _draw_happy_mouth(
     else:
         # Closed smile: an upward arc with raised corners.
         depth = random.uniform(3.5, 5.0) * size
-        canvas.arc(
-            mouth_x,
-            mouth_y - depth,
-            half_width,
-            depth,
-            15,
-            165,
-            fill=lips,
-            width=random.uniform(1.5, 2.1),
-        )
+        _draw_lip_arc(canvas, random, mouth_x, mouth_y - depth, half_width, depth, 15, 165, lips)
 
 
 def _draw_sad_mouth(
@@ -240,16 +247,7 @@ def _draw_sad_mouth(
     # Frown: a downward arc, corners pulled down.
     half_width = random.uniform(6.0, 7.5) * size
     depth = random.uniform(4.0, 5.5) * size
-    canvas.arc(
-        mouth_x,
-        mouth_y + depth * 0.6,
-        half_width,
-        depth,
-        195,
-        345,
-        fill=lips,
-        width=random.uniform(1.5, 2.1),
-    )
+    _draw_lip_arc(canvas, random, mouth_x, mouth_y + depth * 0.6, half_width, depth, 195, 345, lips)
 
 
 def _draw_surprised_mouth(
