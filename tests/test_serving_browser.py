@@ -6,6 +6,7 @@ Debian). The webcam test feeds Chromium's fake camera with a video made here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -228,31 +229,40 @@ CANVAS_CHANGES = """([crop, box]) => {
 }"""
 
 
-def test_the_explain_toggle_overlays_the_map_on_the_face_and_removes_it(server, tmp_path):
+FACES_FOUND = "document.getElementById('message').textContent.includes('face(s) found')"
+
+
+@contextlib.contextmanager
+def photo_page(server_url: str, tmp_path: Path):
+    """A page showing the astronaut's faces, its canvas kept as ``window.plainCanvas``."""
     from PIL import Image
 
     photo = tmp_path / "astronaut.png"
     Image.fromarray(skimage_data.astronaut()).save(photo)
-    found = "document.getElementById('message').textContent.includes('face(s) found')"
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1000, "height": 1100})
-        page.goto(server)
+        page.goto(server_url)
         with page.expect_response(lambda response: "/v1/predict" in response.url) as plain:
             page.set_input_files("#file", str(photo))
         assert plain.value.status == 200
-        page.wait_for_function(found, timeout=30_000)
+        page.wait_for_function(FACES_FOUND, timeout=30_000)
         page.evaluate("""() => { const canvas = document.getElementById('canvas');
             window.plainCanvas = canvas.getContext('2d')
                 .getImageData(0, 0, canvas.width, canvas.height).data; }""")
+        yield page
+        browser.close()
 
+
+def test_the_explain_toggle_overlays_the_map_on_the_face_and_removes_it(server, tmp_path):
+    with photo_page(server, tmp_path) as page:
         with page.expect_response(lambda response: "/v1/explain" in response.url) as explained:
             page.check("#explain")
         assert explained.value.status == 200
         (face,) = explained.value.json()["faces"]
         saliency = np.array(face["saliency"])
         assert saliency.shape == (48, 48) and saliency.min() >= 0 and saliency.max() == 1
-        page.wait_for_function(found, timeout=60_000)
+        page.wait_for_function(FACES_FOUND, timeout=60_000)
         assert page.locator("#faces li").count() == 1
         shown = page.evaluate(CANVAS_CHANGES, [face["crop"], face["box"]])
         assert shown["width"] == 512
@@ -264,34 +274,19 @@ def test_the_explain_toggle_overlays_the_map_on_the_face_and_removes_it(server, 
         with page.expect_response(lambda response: "/v1/predict" in response.url) as again:
             page.uncheck("#explain")
         assert again.value.status == 200
-        page.wait_for_function(found, timeout=30_000)
+        page.wait_for_function(FACES_FOUND, timeout=30_000)
         cleared = page.evaluate(CANVAS_CHANGES, [face["crop"], face["box"]])
         assert cleared["faceChange"] == 0 and cleared["outside"] == 0, cleared
-        browser.close()
 
 
 def test_turning_the_toggle_off_before_the_map_arrives_shows_no_map(server, tmp_path):
     """The answer to an older request (the map, slower than a prediction) is not drawn."""
-    from PIL import Image
-
-    photo = tmp_path / "astronaut.png"
-    Image.fromarray(skimage_data.astronaut()).save(photo)
-    found = "document.getElementById('message').textContent.includes('face(s) found')"
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1000, "height": 1100})
-        page.goto(server)
-        page.set_input_files("#file", str(photo))
-        page.wait_for_function(found, timeout=30_000)
-        page.evaluate("""() => { const canvas = document.getElementById('canvas');
-            window.plainCanvas = canvas.getContext('2d')
-                .getImageData(0, 0, canvas.width, canvas.height).data; }""")
+    with photo_page(server, tmp_path) as page:
         with page.expect_response(lambda response: "/v1/explain" in response.url) as explained:
             page.check("#explain")
             page.uncheck("#explain")
         (face,) = explained.value.json()["faces"]
-        page.wait_for_function(found, timeout=30_000)
+        page.wait_for_function(FACES_FOUND, timeout=30_000)
         page.wait_for_timeout(500)  # time to draw the late answer, were it drawn
         shown = page.evaluate(CANVAS_CHANGES, [face["crop"], face["box"]])
         assert shown["faceChange"] == 0 and shown["outside"] == 0, shown
-        browser.close()
