@@ -6,6 +6,7 @@ Debian). The webcam test feeds Chromium's fake camera with a video made here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -202,3 +203,90 @@ def test_refused_camera_shows_a_message(server):
             timeout=30_000,
         )
         browser.close()
+
+
+# Compares the canvas now with the snapshot taken before the explanation was turned on, inside
+# the face's box (away from its edges and label) and outside the square crop the map covers.
+CANVAS_CHANGES = """([crop, box]) => {
+    const canvas = document.getElementById('canvas');
+    const now = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    const before = window.plainCanvas;
+    const inside = (x, y, left, top, width, height) =>
+        x >= left && x < left + width && y >= top && y < top + height;
+    let face = 0, facePixels = 0, outside = 0, changed = 0;
+    for (let y = 0; y < canvas.height; y++) for (let x = 0; x < canvas.width; x++) {
+        const i = 4 * (y * canvas.width + x);
+        const change = Math.abs(now[i] - before[i]) + Math.abs(now[i + 1] - before[i + 1])
+            + Math.abs(now[i + 2] - before[i + 2]);
+        if (inside(x, y, box.x + box.width / 4, box.y + box.height / 4, box.width / 2,
+                   box.height / 2)) {
+            face += change; facePixels += 1;
+            if (change > 15) changed += 1;
+        } else if (!inside(x, y, crop.x, crop.y, crop.side, crop.side) && change > 0) outside += 1;
+    }
+    return {faceChange: face / facePixels / 3, changed: changed / facePixels, outside,
+            width: canvas.width};
+}"""
+
+
+FACES_FOUND = "document.getElementById('message').textContent.includes('face(s) found')"
+
+
+@contextlib.contextmanager
+def photo_page(server_url: str, tmp_path: Path):
+    """A page showing the astronaut's faces, its canvas kept as ``window.plainCanvas``."""
+    from PIL import Image
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 1100})
+        page.goto(server_url)
+        with page.expect_response(lambda response: "/v1/predict" in response.url) as plain:
+            page.set_input_files("#file", str(photo))
+        assert plain.value.status == 200
+        page.wait_for_function(FACES_FOUND, timeout=30_000)
+        page.evaluate("""() => { const canvas = document.getElementById('canvas');
+            window.plainCanvas = canvas.getContext('2d')
+                .getImageData(0, 0, canvas.width, canvas.height).data; }""")
+        yield page
+        browser.close()
+
+
+def test_the_explain_toggle_overlays_the_map_on_the_face_and_removes_it(server, tmp_path):
+    with photo_page(server, tmp_path) as page:
+        with page.expect_response(lambda response: "/v1/explain" in response.url) as explained:
+            page.check("#explain")
+        assert explained.value.status == 200
+        (face,) = explained.value.json()["faces"]
+        saliency = np.array(face["saliency"])
+        assert saliency.shape == (48, 48) and saliency.min() >= 0 and saliency.max() == 1
+        page.wait_for_function(FACES_FOUND, timeout=60_000)
+        assert page.locator("#faces li").count() == 1
+        shown = page.evaluate(CANVAS_CHANGES, [face["crop"], face["box"]])
+        assert shown["width"] == 512
+        # The heat map covers the face: (nearly) every pixel of its middle changes, by a lot,
+        assert shown["faceChange"] > 15 and shown["changed"] > 0.9, shown
+        # and nothing outside the square crop it was computed on changes.
+        assert shown["outside"] == 0, shown
+
+        with page.expect_response(lambda response: "/v1/predict" in response.url) as again:
+            page.uncheck("#explain")
+        assert again.value.status == 200
+        page.wait_for_function(FACES_FOUND, timeout=30_000)
+        cleared = page.evaluate(CANVAS_CHANGES, [face["crop"], face["box"]])
+        assert cleared["faceChange"] == 0 and cleared["outside"] == 0, cleared
+
+
+def test_turning_the_toggle_off_before_the_map_arrives_shows_no_map(server, tmp_path):
+    """The answer to an older request (the map, slower than a prediction) is not drawn."""
+    with photo_page(server, tmp_path) as page:
+        with page.expect_response(lambda response: "/v1/explain" in response.url) as explained:
+            page.check("#explain")
+            page.uncheck("#explain")
+        (face,) = explained.value.json()["faces"]
+        page.wait_for_function(FACES_FOUND, timeout=30_000)
+        page.wait_for_timeout(500)  # time to draw the late answer, were it drawn
+        shown = page.evaluate(CANVAS_CHANGES, [face["crop"], face["box"]])
+        assert shown["faceChange"] == 0 and shown["outside"] == 0, shown

@@ -1,4 +1,8 @@
-"""``ferkit <command>``: parses arguments and calls one library function per command."""
+"""``ferkit <command>``: parses arguments and calls one library function per command.
+
+The parser itself (sub-commands and options) is in ``ferkit.cli_parser``; here is what each
+sub-command runs, and ``main``.
+"""
 
 from __future__ import annotations
 
@@ -7,44 +11,8 @@ import json
 import sys
 import warnings
 
-from ferkit import __version__
+from ferkit.cli_parser import build_command_parser
 from ferkit.errors import FerkitError
-
-
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", help="FER2013 CSV (.csv or .csv.gz) or image folder")
-    parser.add_argument(
-        "--skip-bad-rows",
-        action="store_true",
-        help="skip invalid rows/images (and report them) instead of stopping",
-    )
-
-
-def _add_detector_options(parser: argparse.ArgumentParser) -> None:
-    from ferkit.choices import DETECTORS  # torch- and OpenCV-free, shared with ferkit.detection
-
-    parser.add_argument(
-        "--detector",
-        choices=DETECTORS,
-        default="yunet",
-        help="face detector (default: yunet, falling back to haar with a warning when its model "
-        "file cannot be had); 'none' when the images already are face crops",
-    )
-    parser.add_argument(
-        "--detector-model",
-        help="YuNet ONNX file (default: $FERKIT_YUNET_MODEL, else OpenCV zoo's file from the "
-        "user cache, downloaded there once, SHA-256 checked)",
-    )
-    parser.add_argument(
-        "--offline",
-        action="store_true",
-        help="never download the YuNet model file (FERKIT_OFFLINE=1 does the same)",
-    )
-    parser.add_argument(
-        "--no-align",
-        action="store_true",
-        help="crop faces square from the box instead of aligning them from their landmarks",
-    )
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -58,12 +26,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 _PYTHON_SHOW_WARNING = warnings.showwarning
-
-
-def _add_training_options(parser: argparse.ArgumentParser, cross_validation: bool = False) -> None:
-    from ferkit.training.arguments import add_config_options
-
-    add_config_options(parser, cross_validation=cross_validation)
 
 
 def _training_config(arguments: argparse.Namespace):
@@ -348,228 +310,27 @@ def _command_detector_install(arguments) -> int:
     return 0
 
 
+#: What each sub-command runs, by the name ``build_command_parser`` knows it by.
+_HANDLERS = {
+    "synth": _command_synth,
+    "explore": _command_explore,
+    "train": _command_train,
+    "cv": _command_cv,
+    "evaluate": _command_evaluate,
+    "calibrate": _command_calibrate,
+    "info": _command_info,
+    "ensemble": _command_ensemble,
+    "export": _command_export,
+    "predict": _command_predict,
+    "explain": _command_explain,
+    "serve": _command_serve,
+    "detector install": _command_detector_install,
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``ferkit`` argument parser (one sub-command per pipeline step)."""
-    # The torch-free list of choices: importing detection or inference would load OpenCV and
-    # torch for every command, --help included.
-    from ferkit.choices import BACKENDS, CALIBRATION_METHODS, DEVICES
-    from ferkit.choices import TTA_MODES as TTA_CHOICES
-
-    parser = argparse.ArgumentParser(
-        prog="ferkit",
-        description="Facial expression recognition: train, evaluate and use emotion classifiers.",
-    )
-    parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    synth = commands.add_parser("synth", help="write a synthetic FER2013-format CSV of faces")
-    synth.add_argument("--out", required=True, help="CSV file to write (.csv or .csv.gz)")
-    synth.add_argument("--n", type=int, default=3500, help="number of faces (default 3500)")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--png-dir", help="also save held-out faces as PNG crops here")
-    synth.add_argument("--png-count", type=int, default=8, help="faces to save with --png-dir")
-    synth.set_defaults(handler=_command_synth)
-
-    explore = commands.add_parser("explore", help="class counts, distribution and sample faces")
-    _add_data_options(explore)
-    explore.add_argument("--out", required=True, help="folder for the PNG files")
-    explore.add_argument("--seed", type=int, default=0, help="picks the 16 sample faces")
-    explore.set_defaults(handler=_command_explore)
-
-    train = commands.add_parser("train", help="train a model; writes a run folder")
-    _add_training_options(train)
-    train.set_defaults(handler=_command_train)
-
-    cv = commands.add_parser("cv", help="stratified k-fold cross-validation")
-    _add_training_options(cv, cross_validation=True)
-    cv.add_argument("--folds", type=int, default=5)
-    cv.add_argument(
-        "--parallel-folds", type=int, default=1, help="folds trained at once, as processes"
-    )
-    cv.set_defaults(handler=_command_cv)
-
-    evaluate = commands.add_parser("evaluate", help="accuracy, F1 and confusion matrix")
-    _add_data_options(evaluate)
-    evaluate.add_argument(
-        "--model",
-        default="default",
-        help="run folder, checkpoint, ensemble folder, exported .onnx file, or a bundled "
-        "model: default, small",
-    )
-    evaluate.add_argument("--split", help="only rows with this Usage (e.g. PrivateTest)")
-    evaluate.add_argument("--out", help="output folder (default: the model's folder)")
-    evaluate.add_argument("--device", default="auto", choices=DEVICES)
-    evaluate.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
-    evaluate.add_argument(
-        "--backend", choices=BACKENDS, default="torch", help="bf16: PyTorch bfloat16 (faster)"
-    )
-    evaluate.add_argument(
-        "--perturb",
-        action="store_true",
-        help="also score under blur, noise, JPEG, brightness, contrast and rotation "
-        "(3 severities each): a table and robustness.png",
-    )
-    evaluate.set_defaults(handler=_command_evaluate)
-
-    calibrate = commands.add_parser(
-        "calibrate", help="fit the temperature that calibrates a model's probabilities"
-    )
-    calibrate.add_argument(
-        "model", help="run folder, checkpoint, ensemble folder or bundled name (default, small)"
-    )
-    _add_data_options(calibrate)
-    calibrate.add_argument(
-        "--split", help="only rows with this Usage: a validation split (e.g. PublicTest)"
-    )
-    calibrate.add_argument(
-        "--out", help="also write calibration.json and reliability_diagram.png here"
-    )
-    calibrate.add_argument("--device", default="auto", choices=DEVICES)
-    calibrate.add_argument(
-        "--method",
-        default="temperature",
-        choices=CALIBRATION_METHODS,
-        help="temperature: one scalar, keeps every top class (default); vector: a scale and "
-        "bias per class; dirichlet: a regularised matrix and bias (both can change a few top "
-        "classes; the report gives accuracy before and after)",
-    )
-    calibrate.set_defaults(handler=_command_calibrate)
-
-    info = commands.add_parser("info", help="print a model's card: use, limits, accuracy")
-    info.add_argument(
-        "model",
-        nargs="?",
-        default="default",
-        help="run folder, checkpoint, ensemble folder, .onnx file or bundled name",
-    )
-    info.add_argument("--json", action="store_true", help="print the card as JSON")
-    info.set_defaults(handler=_command_info)
-
-    ensemble = commands.add_parser("ensemble", help="average several trained models")
-    ensemble.add_argument("models", nargs="+", help="run folders or checkpoints (2 or more)")
-    ensemble.add_argument("--out", required=True, help="ensemble folder to write")
-    ensemble.set_defaults(handler=_command_ensemble)
-
-    export = commands.add_parser("export", help="export a model to ONNX (parity-checked)")
-    export.add_argument("model", help="run folder, checkpoint, ensemble folder or bundled name")
-    export.add_argument("--format", choices=("onnx",), default="onnx")
-    export.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
-    export.add_argument("--opset", type=int, default=18)
-    export.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
-    export.add_argument(
-        "--quantize",
-        choices=("int8",),
-        help="static INT8 quantization with ONNX Runtime (needs --calibration)",
-    )
-    export.add_argument(
-        "--calibration",
-        metavar="DATA",
-        help="real faces for --quantize: FER2013 CSV or image folder (Training rows only)",
-    )
-    export.add_argument(
-        "--calibration-size", type=int, default=1024, help="calibration faces (default 1024)"
-    )
-    export.set_defaults(handler=_command_export)
-
-    predict = commands.add_parser(
-        "predict", help="faces and emotions in images, folders, globs and videos"
-    )
-    predict.add_argument("inputs", nargs="+", help="image/video files, folders or glob patterns")
-    predict.add_argument(
-        "--model",
-        default="default",
-        help="run folder, checkpoint, ensemble folder, exported .onnx file, or a bundled "
-        "model: default, small",
-    )
-    _add_detector_options(predict)
-    predict.add_argument("--margin", type=float, default=0.2, help="crop margin around a box")
-    predict.add_argument(
-        "--min-confidence",
-        type=float,
-        metavar="P",
-        help="label faces whose top (calibrated) probability is below P 'uncertain'",
-    )
-    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    predict.add_argument("--csv", help="also write one CSV row per face to this file")
-    predict.add_argument("--save", help="write annotated images/videos to this folder")
-    predict.add_argument("--every", type=int, default=1, help="analyse every N-th video frame")
-    predict.add_argument(
-        "--smoothing",
-        type=float,
-        default=0.6,
-        help="videos: weight of the past in each face track's moving average of probabilities "
-        "(0 = off; photos are never smoothed)",
-    )
-    predict.add_argument("--batch-size", type=int, default=256)
-    predict.add_argument("--no-progress", action="store_true")
-    predict.add_argument(
-        "--verbose", action="store_true", help="say which inference engine runs, and why"
-    )
-    predict.add_argument("--device", default="auto", choices=DEVICES)
-    predict.add_argument("--tta", choices=TTA_CHOICES, help="override the card's TTA")
-    predict.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="auto: ONNX Runtime if installed (a bundled model's INT8 variant on VNNI/AMX "
-        "CPUs); int8: ONNX Runtime INT8; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
-    )
-    predict.set_defaults(handler=_command_predict)
-
-    explain = commands.add_parser(
-        "explain", help="where on each face the model looked (Grad-CAM or occlusion)"
-    )
-    explain.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
-    explain.add_argument("--out", required=True, help="folder for the overlays and maps")
-    explain.add_argument(
-        "--model",
-        default="default",
-        help="run folder, checkpoint, ensemble folder, exported .onnx file, or a bundled "
-        "model: default, small",
-    )
-    explain.add_argument(
-        "--method",
-        choices=("auto", "gradcam", "occlusion"),
-        default="auto",
-        help="gradcam (PyTorch models) or occlusion (any model); auto: gradcam when possible",
-    )
-    _add_detector_options(explain)
-    explain.add_argument("--margin", type=float, default=0.2, help="crop margin around a box")
-    explain.add_argument("--device", default="auto", choices=DEVICES)
-    explain.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="engine for the predictions and occlusion (Grad-CAM always runs PyTorch fp32)",
-    )
-    explain.set_defaults(handler=_command_explain)
-
-    serve = commands.add_parser("serve", help="web service + page (photo upload, webcam)")
-    serve.add_argument("--model", default="default", help="model to serve (default: default)")
-    _add_detector_options(serve)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--max-upload-mb", type=float, default=10.0, help="larger uploads: 413")
-    serve.add_argument(
-        "--max-pixels", type=int, default=4096 * 4096, help="larger images are downscaled"
-    )
-    serve.add_argument("--device", default="auto", choices=DEVICES)
-    serve.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="auto: ONNX Runtime if installed; bf16: PyTorch bfloat16 (fast on AMX CPUs, GPUs)",
-    )
-    serve.set_defaults(handler=_command_serve)
-
-    detector = commands.add_parser("detector", help="manage the YuNet face detector's file")
-    actions = detector.add_subparsers(dest="action", required=True)
-    install = actions.add_parser(
-        "install", help="check a face_detection_yunet_2023mar.onnx's SHA-256, copy it to the cache"
-    )
-    install.add_argument("file", help="the downloaded face_detection_yunet_2023mar.onnx")
-    install.set_defaults(handler=_command_detector_install)
-    return parser
+    """The ``ferkit`` argument parser, each sub-command bound to the handler it runs."""
+    return build_command_parser(_HANDLERS)
 
 
 def main(argv=None) -> int:

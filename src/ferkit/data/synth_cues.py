@@ -19,19 +19,14 @@ import numpy as np
 from PIL import Image
 
 from ferkit.data.dataset import FACE_SIZE
-from ferkit.data.synth import (
-    SUPERSAMPLE,
-    _draw_face,
-    _drawing_plan,
-    _FaceRandom,
-    _occlude,
-    _warp,
-)
+from ferkit.data.synth import _drawing_plan
+from ferkit.data.synth_canvas import SUPERSAMPLE, FaceRandom
+from ferkit.data.synth_drawing import draw_face, occlude_face, warp_face
 
 __all__ = ["expression_cue_masks"]
 
 
-def _replayed(random: _FaceRandom, step):
+def _replayed(random: FaceRandom, step):
     """Run ``step(random)`` and rewind: the next step reuses the same random numbers."""
     position = random._position
     result = step(random)
@@ -59,17 +54,17 @@ def expression_cue_masks(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
     side = FACE_SIZE * SUPERSAMPLE
     masks = np.empty((n, FACE_SIZE, FACE_SIZE), dtype=np.float32)
     for index in range(n):
-        random = _FaceRandom(face_uniforms[index])
+        random = FaceRandom(face_uniforms[index])
         mask = Image.new("L", (side, side), 0)
-        face = _draw_face(int(labels[index]), random, cue_mask=mask)
-        mask = _replayed(random, lambda replay, image=mask: _warp(image, replay, fill=0))
-        _warp(face, random, fill=face.getpixel((0, 0)))
+        face = draw_face(int(labels[index]), random, cue_mask=mask)
+        mask = _replayed(random, lambda replay, image=mask: warp_face(image, replay, fill=0))
+        warp_face(face, random, fill=face.getpixel((0, 0)))
         if occluded[index]:
             # The occluder's gray is random (it may be 0 or 255): draw it on a black and on a
             # white sheet; the pixels that changed on either are hidden.
             sheets = [Image.new("L", (side, side), value) for value in (0, 255)]
             for sheet in sheets:
-                _replayed(random, lambda replay, image=sheet: _occlude(image, replay))
+                _replayed(random, lambda replay, image=sheet: occlude_face(image, replay))
             hidden = (np.asarray(sheets[0]) != 0) | (np.asarray(sheets[1]) != 255)
             mask = Image.fromarray(np.where(hidden, 0, np.asarray(mask)).astype(np.uint8))
         masks[index] = np.asarray(mask.reduce(SUPERSAMPLE), dtype=np.float32) / 255.0

@@ -124,6 +124,41 @@ def multipart_file(content_type: str, body: bytes) -> bytes:
     raise BadImage(400, "multipart upload needs a file field named 'file'")
 
 
+#: The OpenAPI description of an image upload (the routes read it with read_upload).
+UPLOAD_BODY = {"requestBody": {"content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "file": {"type": "string", "format": "binary"}}}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+}}}  # fmt: skip
+
+
+def error_response(status: int, message: str):
+    """The service's error answer: ``{"error": message, "status": status}`` with that status."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": message, "status": status}, status_code=status)
+
+
+async def read_upload(request, max_upload_mb: float) -> bytes:
+    """The uploaded image's bytes, in memory, size-capped (raises BadImage)."""
+    max_bytes = int(max_upload_mb * 1024 * 1024)
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
+        raise BadImage(413, f"upload larger than {max_upload_mb:g} MB")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > max_bytes + 64 * 1024:
+            raise BadImage(413, f"upload larger than {max_upload_mb:g} MB")
+    data = bytes(data)
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        data = multipart_file(content_type, data)
+    if len(data) > max_bytes:
+        raise BadImage(413, f"upload larger than {max_upload_mb:g} MB")
+    return data
+
+
 def create_app(config: ServeConfig | None = None, analyzer=None):
     """Build the FastAPI app (the model loads here, once).
 
@@ -133,10 +168,9 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
         >>> client.get("/healthz").json()  # doctest: +SKIP
         {'status': 'ok'}
     """
-    from fastapi import FastAPI, Request
-    from fastapi.concurrency import run_in_threadpool
+    from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.responses import FileResponse
     from fastapi.staticfiles import StaticFiles
 
     from ferkit.analyze import Analyzer
@@ -159,7 +193,6 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
         "inference": backend_info(analyzer.predictor),
     }
     card_markdown = format_model_card(card, card.get("bundled_name") or str(config.model))
-    max_bytes = int(config.max_upload_mb * 1024 * 1024)
 
     app = FastAPI(
         title="ferkit",
@@ -168,12 +201,9 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message, "status": status}, status_code=status)
-
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, exception):  # noqa: ARG001
-        return error(400, f"bad request: {exception.errors()}")
+        return error_response(400, f"bad request: {exception.errors()}")
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -189,32 +219,17 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
         """The model card of the served model: as JSON and as Markdown (``ferkit info``)."""
         return {"model": model_info, "card": card, "card_markdown": card_markdown}
 
-    async def read_upload(request: Request) -> bytes:
-        """The uploaded image's bytes, in memory, size-capped (raises BadImage)."""
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
-            raise BadImage(413, f"upload larger than {config.max_upload_mb:g} MB")
-        data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > max_bytes + 64 * 1024:
-                raise BadImage(413, f"upload larger than {config.max_upload_mb:g} MB")
-        data = bytes(data)
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("multipart/form-data"):
-            data = multipart_file(content_type, data)
-        if len(data) > max_bytes:
-            raise BadImage(413, f"upload larger than {config.max_upload_mb:g} MB")
-        return data
+    _add_predict_route(app, config, analyzer, model_info)
+    _add_explain_route(app, config, analyzer)
+    app.state.config = asdict(config)
+    return app
 
-    # The OpenAPI description of an image upload (both routes read it with read_upload).
-    upload_body = {"requestBody": {"content": {
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "file": {"type": "string", "format": "binary"}}}},
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-    }}}  # fmt: skip
 
-    @app.post("/v1/predict", openapi_extra=upload_body)
+def _add_predict_route(app, config: ServeConfig, analyzer, model_info: dict) -> None:
+    from fastapi import Request
+    from fastapi.concurrency import run_in_threadpool
+
+    @app.post("/v1/predict", openapi_extra=UPLOAD_BODY)
     async def predict(request: Request, min_confidence: float | None = None):
         """Faces and emotions in an image: multipart upload (field ``file``) or raw body.
 
@@ -225,11 +240,11 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
         try:
             check_min_confidence(min_confidence)
         except FerkitError as bad:
-            return error(400, str(bad))
+            return error_response(400, str(bad))
         try:
-            data = await read_upload(request)
+            data = await read_upload(request, config.max_upload_mb)
         except BadImage as bad:
-            return error(bad.status, bad.message)
+            return error_response(bad.status, bad.message)
 
         def work():
             image, original = decode_image(data, config.max_pixels)
@@ -241,20 +256,11 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
         try:
             image, original, result, decoded = await run_in_threadpool(work)
         except BadImage as bad:
-            return error(bad.status, bad.message)
+            return error_response(bad.status, bad.message)
         except FerkitError as bad:
-            return error(400, str(bad))
+            return error_response(400, str(bad))
         # Boxes come back in the uploaded image's pixels even when it was downscaled.
-        scale = original[0] / image.shape[1]
-        faces = []
-        for face in result.faces:
-            entry = face.to_dict()
-            if scale != 1.0:
-                entry["box"].update({key: round(entry["box"][key] * scale)
-                                     for key in ("x", "y", "width", "height")})  # fmt: skip
-                for point in (entry["landmarks"] or {}).values():
-                    point[:] = [round(value * scale, 1) for value in point]
-            faces.append(entry)
+        faces = _faces_in_upload_pixels(result.faces, scale=original[0] / image.shape[1])
         finished = time.perf_counter()
         return {
             "image": {"width": original[0], "height": original[1]},
@@ -272,7 +278,26 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
             },
         }
 
-    @app.post("/v1/explain", openapi_extra=upload_body)
+
+def _faces_in_upload_pixels(faces, scale: float) -> list[dict]:
+    """The faces as JSON, their boxes and landmarks scaled back to the uploaded image's pixels."""
+    entries = []
+    for face in faces:
+        entry = face.to_dict()
+        if scale != 1.0:
+            entry["box"].update({key: round(entry["box"][key] * scale)
+                                 for key in ("x", "y", "width", "height")})  # fmt: skip
+            for point in (entry["landmarks"] or {}).values():
+                point[:] = [round(value * scale, 1) for value in point]
+        entries.append(entry)
+    return entries
+
+
+def _add_explain_route(app, config: ServeConfig, analyzer) -> None:
+    from fastapi import Request
+    from fastapi.concurrency import run_in_threadpool
+
+    @app.post("/v1/explain", openapi_extra=UPLOAD_BODY)
     async def explain(request: Request, method: str = "auto"):
         """Faces, emotions and where the model looked: per face a 48x48 map in [0, 1] over
         the square ``crop`` of the image the model saw (``method``: auto, gradcam, occlusion).
@@ -281,15 +306,15 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
 
         started = time.perf_counter()
         if method not in METHODS:
-            return error(400, f"method {method!r}: choose one of {', '.join(METHODS)}")
+            return error_response(400, f"method {method!r}: choose one of {', '.join(METHODS)}")
         try:
-            data = await read_upload(request)
+            data = await read_upload(request, config.max_upload_mb)
             image, original = await run_in_threadpool(decode_image, data, config.max_pixels)
             explanations = await run_in_threadpool(explain_image, analyzer, image, method, "upload")
         except BadImage as bad:
-            return error(bad.status, bad.message)
+            return error_response(bad.status, bad.message)
         except FerkitError as bad:
-            return error(400, str(bad))
+            return error_response(400, str(bad))
         scale = original[0] / image.shape[1]  # back to the uploaded image's pixels
         faces = []
         for explanation in explanations:
@@ -303,9 +328,6 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
         total = round((time.perf_counter() - started) * 1000, 2)
         return {"image": {"width": original[0], "height": original[1]}, "faces": faces,
                 "timing_ms": {"total": total}}  # fmt: skip
-
-    app.state.config = asdict(config)
-    return app
 
 
 def serve(config: ServeConfig) -> None:

@@ -63,6 +63,7 @@ function say(text, warning = false) {
 
 const explainToggle = document.getElementById("explain");
 let lastFile = null; // re-analysed when the explanation toggle changes
+let fileRequest = 0; // only the latest photo request is drawn (a map answers later than a prediction)
 
 async function predict(blob) {
   const form = new FormData();
@@ -136,14 +137,16 @@ function draw(source, result) {
 async function analyzeFile(file) {
   if (!file) return;
   lastFile = file;
+  const request = ++fileRequest;
   say("Analysing…");
   const image = new Image();
   image.src = URL.createObjectURL(file);
   await image.decode().catch(() => {});
   try {
-    draw(image, await predict(file));
+    const result = await predict(file);
+    if (request === fileRequest) draw(image, result);
   } catch (error) {
-    say(`Could not analyse this file: ${error.message}`, true);
+    if (request === fileRequest) say(`Could not analyse this file: ${error.message}`, true);
   } finally {
     URL.revokeObjectURL(image.src);
   }
