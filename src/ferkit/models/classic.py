@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from ferkit.models.layers import Dropout
 from ferkit.models.registry import register_model
 
 
@@ -45,7 +46,7 @@ class ClassicCNN(nn.Module):
                 nn.Conv2d(width, width, 3, padding=1),
                 nn.ReLU(inplace=True),
                 nn.MaxPool2d(2),
-                nn.Dropout(dropout),
+                Dropout(dropout),
                 nn.BatchNorm2d(width),
             ]
             previous = width
@@ -54,7 +55,7 @@ class ClassicCNN(nn.Module):
         head = [nn.Flatten()]
         features = previous * side * side
         for index, (units, dropout) in enumerate(zip(dense_units, dense_dropouts)):
-            head += [nn.Linear(features, units), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            head += [nn.Linear(features, units), nn.ReLU(inplace=True), Dropout(dropout)]
             features = units
             if index == len(dense_units) - 1:
                 head.append(nn.BatchNorm1d(units))
