@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from ferkit.calibrate import calibrate_model
 from ferkit.calibration import (
     brier_score,
-    calibrate_model,
     calibration_metrics,
     combine_probabilities,
     expected_calibration_error,

@@ -84,7 +84,7 @@ def test_onnx_runtime_backend_gives_the_same_probabilities(run_dir, tmp_path, mo
     assert len(cached) == 1
     # a second predictor reuses the cached export
     again = Predictor.from_run(run_dir, device="cpu", backend="auto")
-    assert again.backend == "onnx" and again.onnx.session is not None
+    assert again.backend == "onnx" and again.engine.session is not None
     assert list((tmp_path / "cache" / "onnx").glob("*.onnx")) == cached
     with pytest.raises(FerkitError, match="unknown backend"):
         Predictor.from_run(run_dir, backend="tensorrt")

@@ -139,7 +139,7 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
     from fastapi.responses import FileResponse, JSONResponse
     from fastapi.staticfiles import StaticFiles
 
-    from ferkit.analyze import Analyzer
+    from ferkit.inference.pipeline import Analyzer
     from ferkit.int8 import backend_info
     from ferkit.modelcard import format_model_card
 
