@@ -22,7 +22,7 @@ import torch
 from ferkit.calibration import combine_probabilities, temperature_of
 from ferkit.ensemble import ENSEMBLE_FORMAT
 from ferkit.errors import FerkitError
-from ferkit.runtime import autocast, tta_views
+from ferkit.runtime import view_logits
 
 
 class ProbabilityGraph(torch.nn.Module):
@@ -98,15 +98,9 @@ class ProbabilityGraph(torch.nn.Module):
         """Each member's logits (N, classes), averaged over its TTA views (uncalibrated)."""
         member_logits = []
         for model, (mean, std, tta) in zip(self.models, self.settings):
+            # normalize_batch's arithmetic, on the float faces the graph takes.
             inputs = faces * (1.0 / (255.0 * std)) - mean / std
-            views = tta_views(inputs, tta)
-            # One forward pass over all views stacked: fewer, larger batches run faster.
-            if self.autocast_dtype is None:
-                logits = model(torch.cat(views))
-            else:
-                with autocast(faces.device, self.autocast_dtype):
-                    logits = model(torch.cat(views)).float()
-            member_logits.append(logits.view(len(views), faces.shape[0], -1).mean(dim=0))
+            member_logits.append(view_logits(model, inputs, tta, self.autocast_dtype))
         return member_logits
 
     def probabilities(
