@@ -8,9 +8,9 @@ Usage:
 FER2013 ``PublicTest`` faces (held out from training) are upscaled to 96-200 px and pasted at
 random positions into 640x480 real non-face photographs (benchmarks/detection.py's
 backgrounds), once upright and once rotated by a random angle in [-25, 25] degrees. Each scene
-goes through ``ferkit.analyze.Analyzer`` (YuNet, then the classifier) twice: with alignment
-(the default, crops from the landmarks) and without (square box crop with a 0.2 margin). The
-reference is the same model on the original 48x48 crops ("direct").
+goes through ``ferkit.inference.pipeline.Analyzer`` (YuNet, then the classifier) twice: with
+alignment (the default, crops from the landmarks) and without (square box crop with a 0.2
+margin). The reference is the same model on the original 48x48 crops ("direct").
 
 Printed per condition: scenes where exactly one face was found at the pasted position,
 accuracy on those faces (pipeline vs direct on the same faces), and accuracy over all faces
@@ -76,8 +76,8 @@ def main() -> None:
     parser.add_argument("--max-angle", type=float, default=25.0)
     args = parser.parse_args()
 
-    from ferkit.analyze import Analyzer
     from ferkit.data import load_fer2013
+    from ferkit.inference.pipeline import Analyzer
 
     dataset = load_fer2013(args.data)
     public = np.flatnonzero(dataset.usage == "PublicTest")

@@ -157,7 +157,7 @@ def use_yunet_file(path: str) -> None:
 
 def end_to_end(photos, model: str, detector: str) -> tuple[float, float]:
     """Median and 90th-percentile ms for a whole photo: detect, align, classify."""
-    from ferkit.analyze import Analyzer
+    from ferkit.inference.pipeline import Analyzer
 
     analyzer = Analyzer(model, detector)
     for photo, _ in photos[:5]:  # warm-up (first calls allocate)
@@ -215,7 +215,7 @@ def tracking_benchmark() -> None:
     import tempfile
     from pathlib import Path
 
-    from ferkit.analyze import Analyzer
+    from ferkit.inference.pipeline import Analyzer
 
     analyzer = Analyzer("small", "yunet")
     print(f"{'offset':>6} {'px/frame':>8} {'found':>11} {'id switches':>11}")

@@ -18,8 +18,8 @@ import time
 import cv2
 import torch
 
-from ferkit.analyze import Analyzer
 from ferkit.explain import explain_image
+from ferkit.inference.pipeline import Analyzer
 
 
 def main() -> None:

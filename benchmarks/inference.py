@@ -83,8 +83,8 @@ def main() -> None:
 
 def benchmark_model(model, arguments, faces, photo, folder: Path, native_bf16: bool) -> None:
     """Every row for one model; exported ONNX files live in ``folder`` until the photo rows."""
-    from ferkit.analyze import Analyzer
-    from ferkit.inference import Predictor
+    from ferkit.inference.pipeline import Analyzer
+    from ferkit.inference.predictor import Predictor
     from ferkit.models import model_cost
 
     predictor = Predictor.from_run(model, device="cpu")
@@ -103,11 +103,12 @@ def benchmark_model(model, arguments, faces, photo, folder: Path, native_bf16: b
     if native_bf16:
         photo_engines.append(("PyTorch bf16", model, "bf16"))
     try:
-        from ferkit.export import OnnxPredictor, export_onnx, load_calibration_faces
+        from ferkit.export import export_onnx, load_calibration_faces
+        from ferkit.inference.engines import OnnxEngine
 
         path = folder / "model.onnx"
         export_onnx(model, path)
-        onnx = OnnxPredictor(path)
+        onnx = OnnxEngine(path)
         time_backend("ONNX Runtime", onnx.predict_proba, faces, arguments.repeats)
         photo_engines.append(("ONNX Runtime", path, "auto"))
         if Path(arguments.calibration).is_file():
@@ -116,7 +117,7 @@ def benchmark_model(model, arguments, faces, photo, folder: Path, native_bf16: b
             result = export_onnx(
                 model, int8_path, quantize="int8", calibration=calibration, check_faces=check
             )
-            int8 = OnnxPredictor(int8_path)
+            int8 = OnnxEngine(int8_path)
             time_backend("ONNX int8", int8.predict_proba, faces, arguments.repeats)
             print(
                 f"    (int8 top-1 agreement with PyTorch fp32 {result['agreement']:.2%} "

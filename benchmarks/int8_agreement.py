@@ -24,13 +24,9 @@ import numpy as np
 
 from ferkit.data.ferplus import FERPLUS_CLASS_NAMES
 from ferkit.evaluation import align_labels, load_split
-from ferkit.export import (
-    OnnxPredictor,
-    export_predictor,
-    load_calibration_faces,
-    quantize_predictor,
-)
-from ferkit.inference import Predictor
+from ferkit.export import export_graph, load_calibration_faces, load_graph, quantize_graph
+from ferkit.inference.engines import OnnxEngine
+from ferkit.inference.predictor import Predictor
 from ferkit.int8 import build_int8_variant, cpu_runs_int8_fast, int8_instructions
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data"
@@ -46,7 +42,7 @@ def score(name: str, probabilities: np.ndarray, reference: np.ndarray, labels: n
     print(f"{name:<38}{accuracy:>9.2%}{agreement:>11.2%}{difference:>10.3f}")
 
 
-def per_face_ms(session: OnnxPredictor, faces: np.ndarray, batch: int, repeats: int) -> float:
+def per_face_ms(session: OnnxEngine, faces: np.ndarray, batch: int, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -73,15 +69,16 @@ def main() -> None:
           f"{Path(arguments.data).name}, TTA {predictor.card.get('tta')}; CPU INT8 "
           f"instructions: {', '.join(int8_instructions()) or 'none (no VNNI/AMX)'}; "
           f"--backend auto picks {'INT8' if cpu_runs_int8_fast() else 'fp32'} here")  # fmt: skip
+    graph = load_graph(arguments.model)
     with tempfile.TemporaryDirectory() as folder:
-        drawn = build_int8_variant(predictor, Path(folder) / "drawn.onnx")
+        drawn = build_int8_variant(graph, Path(folder) / "drawn.onnx", name=arguments.model)
         calibration, check, description = load_calibration_faces(arguments.data, 1024)
-        real = quantize_predictor(predictor, Path(folder) / "real.onnx", calibration, check)
-        export_predictor(predictor, Path(folder) / "fp32.onnx")
+        real = quantize_graph(graph, Path(folder) / "real.onnx", calibration, check)
+        export_graph(graph, Path(folder) / "fp32.onnx")
         sessions = {
-            "ONNX Runtime fp32": OnnxPredictor(Path(folder) / "fp32.onnx"),
-            "INT8, drawn-face calibration": OnnxPredictor(drawn["path"]),
-            "INT8, real Training calibration": OnnxPredictor(real["path"]),
+            "ONNX Runtime fp32": OnnxEngine(Path(folder) / "fp32.onnx"),
+            "INT8, drawn-face calibration": OnnxEngine(drawn["path"]),
+            "INT8, real Training calibration": OnnxEngine(real["path"]),
         }
         print(f"drawn-face variant: agreement {drawn['agreement']:.2%} on "
               f"{drawn['check_faces']} drawn check faces; real: {description}")  # fmt: skip

@@ -1,4 +1,5 @@
-"""Tests for ferkit.analyze (``ferkit predict``): photos, folders, globs, videos, outputs."""
+"""Tests for ferkit.inference.pipeline (``ferkit predict``): photos, folders, globs, videos,
+outputs."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from ferkit.analyze import analyze, annotate, expand_inputs, write_csv
 from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.data import FER2013_CLASS_NAMES
 from ferkit.errors import FerkitError
+from ferkit.inference.pipeline import analyze, expand_inputs
+from ferkit.inference.results import annotate, write_csv
 from ferkit.models import create_model
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -74,7 +76,7 @@ def test_photos_give_one_result_per_image_and_a_box_per_face(photos, run_dir, tm
 
 
 def test_faces_from_many_images_match_one_by_one_prediction(photos, run_dir):
-    from ferkit.analyze import Analyzer
+    from ferkit.inference.pipeline import Analyzer
 
     analyzer = Analyzer(run_dir, detector="haar")
     astronaut = skimage_data.astronaut()

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from ferkit.calibrate import calibrate_model
 from ferkit.calibration import (
     brier_score,
-    calibrate_model,
     calibration_metrics,
     combine_probabilities,
     expected_calibration_error,
@@ -125,21 +125,30 @@ def test_predictor_applies_the_card_temperature(run_dir):
     not all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnx", "onnxscript")),
     reason="needs the onnx extras",
 )
-def test_onnx_export_carries_the_temperature_and_passes_parity(run_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("entry", [
+    {"temperature": 3.0},
+    {"map": "dirichlet", "bias": [0.3, -0.2, 0.0, 0.1, 0.0, -0.4, 0.2],
+     "matrix": (np.eye(7) * 0.6 + np.full((7, 7), 0.03)).tolist()},
+])  # fmt: skip
+def test_onnx_export_carries_the_calibration_and_passes_parity(
+    run_dir, tmp_path, monkeypatch, entry
+):
+    from ferkit.calibration import calibration_of
     from ferkit.export import export_onnx
 
     monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))  # the ONNX backend's cache
-    set_temperature(run_dir, 3.0)
+    card = read_json(run_dir / "best.json")
+    write_json(run_dir / "best.json", dict(card, calibration=entry))
     result = export_onnx(run_dir, tmp_path / "model.onnx")
     assert result["max_abs_difference"] <= 1e-4
     faces = np.random.default_rng(2).integers(0, 256, (8, 48, 48), dtype=np.uint8)
     torch_predictor = Predictor.from_run(run_dir, device="cpu")
     onnx_predictor = Predictor.from_run(tmp_path / "model.onnx")
-    assert onnx_predictor.temperature == 3.0
+    assert calibration_of(onnx_predictor.card) == calibration_of({"calibration": entry})
     calibrated = onnx_predictor.predict_proba(faces)
     assert np.abs(calibrated - torch_predictor.predict_proba(faces)).max() < 1e-4
     raw = torch_predictor.predict_proba(faces, calibrated=False)
-    assert np.abs(calibrated - raw).max() > 1e-3  # the temperature really is in the graph
+    assert np.abs(calibrated - raw).max() > 1e-3  # the calibration really is in the graph
     with pytest.raises(FerkitError, match="PyTorch model it was exported from"):
         onnx_predictor.predict_proba(faces, calibrated=False)
     # A PyTorch model switched to ONNX Runtime: calibrated from the graph, raw from PyTorch.

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
 
+from ferkit.calibrate import format_calibration
 from ferkit.calibration import (
     AffineCalibration,
     calibrated_probabilities,
@@ -16,7 +15,6 @@ from ferkit.calibration import (
     combine_probabilities,
     fit_calibration,
     fit_temperature,
-    format_calibration,
     negative_log_likelihood,
     softmax,
 )
@@ -126,27 +124,6 @@ def test_predictor_applies_the_cards_map(dirichlet_run):
     assert np.abs(calibrated - expected).max() < 1e-5
     assert np.abs(calibrated - raw).max() > 1e-3
     assert np.abs(predictor.predict_proba(faces, calibrated=False) - raw).max() < 1e-6
-
-
-@pytest.mark.skipif(
-    not all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnx", "onnxscript")),
-    reason="needs the onnx extras",
-)
-def test_onnx_export_carries_the_map_with_parity(dirichlet_run, tmp_path, monkeypatch):
-    from ferkit.export import export_onnx
-
-    monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))
-    store_map(dirichlet_run, some_map())
-    assert export_onnx(dirichlet_run, tmp_path / "model.onnx")["max_abs_difference"] <= 1e-4
-    faces = np.random.default_rng(2).integers(0, 256, (8, 48, 48), dtype=np.uint8)
-    torch_predictor = Predictor.from_run(dirichlet_run, device="cpu")
-    onnx_predictor = Predictor.from_run(tmp_path / "model.onnx")
-    calibrated = onnx_predictor.predict_proba(faces)
-    assert np.abs(calibrated - torch_predictor.predict_proba(faces)).max() < 1e-4
-    raw = torch_predictor.predict_proba(faces, calibrated=False)
-    assert np.abs(calibrated - raw).max() > 1e-3  # the map really is in the graph
-    with pytest.raises(FerkitError, match="PyTorch model it was exported from"):
-        onnx_predictor.predict_proba(faces, calibrated=False)
 
 
 def test_calibrate_cli_with_a_method_writes_the_map(dirichlet_run, tmp_path, capsys):

@@ -20,7 +20,8 @@ from ferkit.models import create_model
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from ferkit.export import OnnxPredictor, export_onnx  # noqa: E402
+from ferkit.export import export_onnx  # noqa: E402
+from ferkit.inference.engines import OnnxEngine  # noqa: E402
 
 
 def make_run(folder, seed=0, arch="seed", tta="none", **arguments):
@@ -50,7 +51,7 @@ def test_export_matches_pytorch_for_any_batch_size(tmp_path, arch, arguments, tt
     assert result["max_abs_difference"] <= 1e-4
     faces = np.random.default_rng(1).integers(0, 256, (37, 48, 48), dtype=np.uint8)
     expected = Predictor.from_run(run, device="cpu").predict_proba(faces)
-    onnx_predictor = OnnxPredictor(tmp_path / "model.onnx")
+    onnx_predictor = OnnxEngine(tmp_path / "model.onnx")
     for batch_size in (1, 37):  # dynamic batch axis
         np.testing.assert_allclose(
             onnx_predictor.predict_proba(faces, batch_size=batch_size), expected, atol=1e-4

@@ -16,30 +16,8 @@ from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parents[1] / "src"
 
-#: Known cycles, each with the work that removes it. Keep this empty where possible.
-KNOWN_CYCLES = {
-    # One strongly connected component, three causes:
-    # - Predictor.use_onnx_runtime exports through ferkit.export, whose export_onnx loads a
-    #   Predictor (both imports inside functions); issue 12's item 2 (one ferkit.inference
-    #   package with engines) removes it. ferkit.int8 (the INT8 variant behind --backend auto)
-    #   sits on the same path: Predictor builds it, it quantizes through ferkit.export.
-    # - ferkit.calibration holds both the probability math that inference and export import
-    #   (combine_probabilities, temperature_of) and the `ferkit calibrate` job
-    #   (calibrate_model), which imports Predictor and ferkit.evaluation (which imports the
-    #   math back); moving the job into a module of its own removes this part.
-    frozenset(
-        {
-            "ferkit.calibration",
-            "ferkit.evaluation",
-            "ferkit.export",
-            "ferkit.inference",
-            "ferkit.int8",
-        }
-    ),
-    # tracking.write_track_outputs imports analyze.write_csv (inside the function) while analyze
-    # imports tracking; moving write_csv beside the result types it writes removes it.
-    frozenset({"ferkit.analyze", "ferkit.tracking"}),
-}
+#: Known cycles, each with the work that removes it. Keep this empty.
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def module_name(path: Path) -> str:

@@ -84,7 +84,7 @@ def test_onnx_runtime_backend_gives_the_same_probabilities(run_dir, tmp_path, mo
     assert len(cached) == 1
     # a second predictor reuses the cached export
     again = Predictor.from_run(run_dir, device="cpu", backend="auto")
-    assert again.backend == "onnx" and again.onnx.session is not None
+    assert again.backend == "onnx" and again.engine.session is not None
     assert list((tmp_path / "cache" / "onnx").glob("*.onnx")) == cached
     with pytest.raises(FerkitError, match="unknown backend"):
         Predictor.from_run(run_dir, backend="tensorrt")
@@ -103,3 +103,50 @@ def test_bf16_backend_runs_in_bfloat16_and_agrees_with_fp32(tmp_path):
     assert 0 < difference < 0.05
     np.testing.assert_allclose(actual.sum(axis=1), 1.0, atol=1e-5)
     assert (actual.argmax(axis=1) == expected.argmax(axis=1)).mean() >= 0.9
+
+
+def test_every_engine_runs_the_one_probability_graph(run_dir, tmp_path, monkeypatch):
+    """torch, bf16 and ONNX Runtime (through its PyTorch fallback and its export) share the
+    ProbabilityGraph built from the model card: one computation, so parity is by construction."""
+    import torch
+
+    from ferkit.inference.engines import OnnxEngine, TorchEngine
+    from ferkit.inference.graph import ProbabilityGraph
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))
+    faces = np.random.default_rng(4).integers(0, 256, (9, 48, 48), dtype=np.uint8)
+    torch_predictor = Predictor.from_run(run_dir, device="cpu", tta="flip")
+    assert isinstance(torch_predictor.engine, TorchEngine)
+    assert isinstance(torch_predictor.graph, ProbabilityGraph)
+    assert torch_predictor.engine.graph is torch_predictor.graph
+    with torch.no_grad():
+        direct = torch_predictor.graph(torch.from_numpy(faces[:, None].astype(np.float32)))
+    batched = torch_predictor.predict_proba(faces, batch_size=4)  # batches change nothing
+    np.testing.assert_allclose(batched, direct.numpy(), atol=1e-6)
+    onnx_predictor = Predictor.from_run(run_dir, device="cpu", tta="flip", backend="onnx")
+    assert isinstance(onnx_predictor.engine, OnnxEngine) and onnx_predictor.engine.tta == ["flip"]
+    assert onnx_predictor.engine.fallback.graph is onnx_predictor.graph
+    np.testing.assert_allclose(onnx_predictor.predict_proba(faces), batched, atol=1e-5)
+    bf16 = Predictor.from_run(run_dir, device="cpu", backend="bf16")
+    assert bf16.graph.autocast_dtype == torch.bfloat16 and bf16.backend == "bf16"
+    logits = bf16.engine.member_logits(faces)
+    assert len(logits) == 1 and logits[0].dtype == torch.float32 and logits[0].shape == (9, 7)
+
+
+def test_a_prediction_is_one_type_for_crops_and_detected_faces():
+    from ferkit.detection import FaceBox
+    from ferkit.inference.results import predictions_from
+
+    box = FaceBox(1, 2, 30, 30, 0.9, landmarks=((10, 10), (20, 10), (15, 15), (11, 20), (19, 20)))
+    crop, found = predictions_from(
+        [[0.5, 0.3, 0.2], [0.2, 0.3, 0.5]], ["a", "b", "c"], 0.45,
+        sources=["face.png", None], boxes=[None, box],
+    )  # fmt: skip
+    assert (crop.label, crop.best_guess, crop.source, crop.box) == ("a", "a", "face.png", None)
+    assert crop.to_dict()["label"] == "a" and "box" not in crop.to_dict()
+    assert found.landmarks == box.landmarks and found.confidence == 0.5
+    entry = found.to_dict()
+    assert entry["emotion"] == "c" and entry["box"]["x"] == 1 and "track" not in entry
+    found.track = 3
+    assert next(iter(found.to_dict())) == "track"

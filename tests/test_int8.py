@@ -9,7 +9,8 @@ import ferkit.int8 as int8
 from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.data import FER2013_CLASS_NAMES
 from ferkit.errors import FerkitError
-from ferkit.inference import Predictor, _auto_backend
+from ferkit.inference import Predictor
+from ferkit.inference.engines import _auto_backend
 from ferkit.models import create_model
 
 pytest.importorskip("onnxruntime")
@@ -65,7 +66,7 @@ def test_int8_variant_is_built_once_and_reported(tiny_run, tmp_path, monkeypatch
     assert capsys.readouterr().err.count("preparing the model for ONNX Runtime INT8") == 1
     (variant,) = (tmp_path / "cache" / "onnx").glob("*.onnx")
     again = Predictor.from_run(tiny_run, device="cpu", backend="int8")
-    assert capsys.readouterr().err == "" and again.onnx.quantization == "int8"
+    assert capsys.readouterr().err == "" and again.engine.quantization == "int8"
     assert list((tmp_path / "cache" / "onnx").glob("*.onnx")) == [variant]
     info = int8.backend_info(again)
     assert info["backend"] == "int8" and info["reason"] == "--backend int8"
@@ -77,7 +78,7 @@ def test_a_refused_variant_is_remembered_and_auto_falls_back_to_fp32(
 ):
     calls = []
 
-    def refuse(predictor, path):
+    def refuse(graph, path, name):
         calls.append(path)
         raise FerkitError("model: INT8 agreement check failed: 90.00% < 98%; nothing written")
 
@@ -89,7 +90,8 @@ def test_a_refused_variant_is_remembered_and_auto_falls_back_to_fp32(
     assert len(calls) == 1
     capsys.readouterr()
     monkeypatch.setattr(
-        "ferkit.inference._auto_backend", lambda location, device: ("int8", "auto: INT8 (test)")
+        "ferkit.inference.engines._auto_backend",
+        lambda location, device: ("int8", "auto: INT8 (test)"),
     )
     predictor = Predictor.from_run(tiny_run, device="cpu", backend="auto")
     assert predictor.backend == "onnx" and predictor.quantization is None

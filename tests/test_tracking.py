@@ -96,7 +96,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_faces_crossing_paths_in_a_video_keep_their_ids(run_dir, tmp_path, shared_yunet):
-    from ferkit.analyze import analyze
+    from ferkit.inference.pipeline import analyze
 
     video = tmp_path / "crossing.mp4"
     truth = make_crossing_video(video)
@@ -130,13 +130,13 @@ def test_faces_crossing_paths_in_a_video_keep_their_ids(run_dir, tmp_path, share
 
 
 def test_timeline_figure_has_one_panel_per_person():
-    from ferkit.analyze import FaceResult, MediaResult
+    from ferkit.inference.results import MediaResult, Prediction
     from ferkit.plots import emotion_timeline_figure
 
     probabilities = dict.fromkeys(FER2013_CLASS_NAMES, 1 / 7)
     results = [
         MediaResult("v.mp4", 64, 64,
-                    [FaceResult(_box(10, 10), "Happy", 0.2, probabilities, track=track)
+                    [Prediction("Happy", 0.2, probabilities, box=_box(10, 10), track=track)
                      for track in (1, 2)], frame=index, timestamp=index / 10)
         for index in range(5)
     ]  # fmt: skip

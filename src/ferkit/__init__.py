@@ -10,13 +10,21 @@ Example:
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "Predictor"]
+__all__ = ["__version__", "Predictor", "Prediction", "Analyzer", "analyze"]
+
+#: Lazy exports: name → the module that defines it.
+_EXPORTS = {
+    "Predictor": "ferkit.inference.predictor",
+    "Prediction": "ferkit.inference.results",
+    "Analyzer": "ferkit.inference.pipeline",
+    "analyze": "ferkit.inference.pipeline",
+}
 
 
 def __getattr__(name):
     # Lazy so that `import ferkit` (and `ferkit --version`) does not import torch.
-    if name == "Predictor":
-        from ferkit.inference import Predictor
+    if name in _EXPORTS:
+        import importlib
 
-        return Predictor
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'ferkit' has no attribute {name!r}")

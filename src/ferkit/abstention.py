@@ -71,7 +71,7 @@ def decide(probabilities, class_names, min_confidence: float | None = None) -> l
     """Label, confidence and margin for each row of probabilities (N, classes).
 
     The one place where probabilities become labels, shared by
-    :class:`ferkit.inference.Prediction` and :class:`ferkit.analyze.FaceResult`.
+    :func:`ferkit.inference.results.predictions_from`.
 
     Example:
         >>> [d.label for d in decide([[0.9, 0.1], [0.45, 0.55]], ["a", "b"], 0.6)]

@@ -133,7 +133,7 @@ def _command_evaluate(arguments) -> int:
 
 
 def _command_calibrate(arguments) -> int:
-    from ferkit.calibration import calibrate_model, format_calibration
+    from ferkit.calibrate import calibrate_model, format_calibration
 
     result = calibrate_model(
         arguments.model,
@@ -163,7 +163,8 @@ def _command_info(arguments) -> int:
 
 
 def _command_predict(arguments) -> int:
-    from ferkit.analyze import analyze, write_csv
+    from ferkit.inference.pipeline import analyze
+    from ferkit.inference.results import write_csv
 
     results, errors = analyze(
         arguments.inputs,

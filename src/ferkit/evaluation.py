@@ -302,7 +302,7 @@ def evaluate_dataset(
         >>> sorted(metrics)[:3]  # doctest: +SKIP
         ['accuracy', 'class_names', 'confusion_matrix']
     """
-    from ferkit.inference import Predictor
+    from ferkit.inference.predictor import Predictor
     from ferkit.io import write_json
     from ferkit.plots import plot_confusion_matrix
 

@@ -11,7 +11,8 @@ Two methods, both giving one (H, W) map per face at the model's input size:
   needs only the predictor's probabilities, so it works for ONNX files and ensembles too; all
   occluded copies of a batch of faces go through the model in one call.
 
-Faces are found and cropped as ``ferkit predict`` does (:class:`ferkit.analyze.Analyzer`).
+Faces are found and cropped as ``ferkit predict`` does
+(:class:`ferkit.inference.pipeline.Analyzer`).
 
 Example:
     >>> from ferkit.explain import explain  # doctest: +SKIP
@@ -321,13 +322,13 @@ def explain_image(analyzer, image, method: str = "auto", source: str = "<array>"
     """Detect, crop and explain every face of one image, as ``ferkit predict`` crops them.
 
     Args:
-        analyzer: a :class:`ferkit.analyze.Analyzer` (model plus detector, loaded once).
+        analyzer: a :class:`ferkit.inference.pipeline.Analyzer` (model plus detector, loaded once).
         image: uint8 (H, W) gray or (H, W, 3) RGB.
         method: auto | gradcam | occlusion.
         source: a name for the image, kept in each explanation.
 
     Example:
-        >>> from ferkit.analyze import Analyzer  # doctest: +SKIP
+        >>> from ferkit.inference.pipeline import Analyzer  # doctest: +SKIP
         >>> explain_image(Analyzer("default"), photo)[0].label  # doctest: +SKIP
         'Happy'
     """
@@ -412,7 +413,7 @@ def explain(
         >>> sorted(path.name for path in Path("out").iterdir())[:2]  # doctest: +SKIP
         ['happy_1_face1_gradcam.json', 'happy_1_face1_gradcam.png']
     """
-    from ferkit.analyze import VIDEO_EXTENSIONS, Analyzer, expand_inputs
+    from ferkit.inference.pipeline import VIDEO_EXTENSIONS, Analyzer, expand_inputs
     from ferkit.preprocessing import read_image
 
     if method not in METHODS:

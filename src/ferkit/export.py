@@ -1,6 +1,7 @@
 """Export a trained model (or ensemble) to ONNX, with a parity check against PyTorch.
 
-The exported graph takes raw grayscale faces and does everything after the resize: input
+The exported graph is :class:`ferkit.inference.graph.ProbabilityGraph`, the module the PyTorch
+engines run: it takes raw grayscale faces and does everything after the resize: input
 normalisation, the model(s), test-time augmentation, softmax and the model card's
 temperature scaling (probability calibration, see ferkit.calibration). Its metadata carries the
 class names, the input layout and the model card, so an ONNX consumer needs nothing else.
@@ -24,6 +25,7 @@ import torch
 
 from ferkit import __version__
 from ferkit.errors import FerkitError
+from ferkit.inference.graph import ProbabilityGraph
 from ferkit.io import atomic_write
 from ferkit.quiet import onnxruntime_session_options, quiet_third_party
 
@@ -40,38 +42,33 @@ MIN_INT8_AGREEMENT = 0.98
 INT8_OP_TYPES = ("Conv", "Gemm", "MatMul", "Relu", "MaxPool")
 
 
-class ProbabilityGraph(torch.nn.Module):
-    """Raw faces (N, 1, H, W, float 0-255) → class probabilities, for one or more members.
+def load_graph(model: str | os.PathLike, tta: str | None = None) -> ProbabilityGraph:
+    """The :class:`~ferkit.inference.graph.ProbabilityGraph` of a model location, on the CPU.
 
-    The calibration temperatures (model card, ensemble card) are applied inside the graph by
-    :func:`ferkit.calibration.combine_probabilities`, the function the Predictor uses.
+    Raises:
+        FerkitError: for a location without a PyTorch model (e.g. an ``.onnx`` file).
+
+    Example:
+        >>> load_graph("small").class_names[:2]  # doctest: +SKIP
+        ('Neutral', 'Happy')
     """
+    from ferkit import hub
 
-    def __init__(self, predictor):
-        super().__init__()
-        from ferkit.calibration import combine_probabilities
-        from ferkit.runtime import tta_views
+    loaded = hub.load(model, device="cpu")
+    if not loaded.members:
+        raise FerkitError(
+            f"{model}: an ONNX file is already exported; export the model it came from"
+        )
+    return ProbabilityGraph(loaded.members, loaded.card, tta).eval()
 
-        self.tta_views = tta_views
-        self.combine_probabilities = combine_probabilities
-        self.models = torch.nn.ModuleList(model for model, _ in predictor.members)
-        self.settings = []
-        for _, card in predictor.members:
-            tta = predictor.tta if predictor.tta is not None else card.get("tta", "none")
-            normalization = card["normalization"]
-            self.settings.append((normalization["mean"], normalization["std"], tta))
-        self.member_temperatures, self.temperature = predictor.temperatures()
 
-    def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        """Calibrated average of the members' softmax outputs over their TTA views."""
-        member_logits = []
-        for model, (mean, std, tta) in zip(self.models, self.settings):
-            inputs = faces * (1.0 / (255.0 * std)) - mean / std
-            views = self.tta_views(inputs, tta)
-            member_logits.append(
-                model(torch.cat(views)).view(len(views), faces.shape[0], -1).mean(dim=0)
-            )
-        return self.combine_probabilities(member_logits, self.member_temperatures, self.temperature)
+@torch.no_grad()
+def graph_probabilities(graph: ProbabilityGraph, faces: np.ndarray, batch_size: int = 256):
+    """The PyTorch fp32 reference: ``graph``'s probabilities for uint8 faces (N, H, W)."""
+    return np.concatenate([
+        graph(torch.from_numpy(faces[first : first + batch_size, None].astype(np.float32))).numpy()
+        for first in range(0, len(faces), batch_size)
+    ])  # fmt: skip
 
 
 def export_onnx(
@@ -92,7 +89,7 @@ def export_onnx(
     The file is written only when ONNX Runtime reproduces the PyTorch probabilities within
     ``tolerance`` on a batch of faces (random and constant images).
 
-    With ``quantize="int8"`` the file is quantized statically (see :func:`quantize_predictor`):
+    With ``quantize="int8"`` the file is quantized statically (see :func:`quantize_graph`):
     ``calibration`` (uint8 faces N x H x W, real preprocessed faces such as FER2013 Training
     rows) sets the activation ranges, and the file is written only when its top-1 class agrees
     with PyTorch fp32 on at least ``min_agreement`` of ``check_faces`` (default: the
@@ -114,8 +111,6 @@ def export_onnx(
         True
         >>> export_onnx("default", "q.onnx", quantize="int8", calibration=faces)  # doctest: +SKIP
     """
-    from ferkit.inference import Predictor
-
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise FerkitError(
             f"unknown quantization {quantize!r}; choose one of: {', '.join(QUANTIZATIONS)}"
@@ -133,11 +128,11 @@ def export_onnx(
             calibration, calibration_size
         )
         check_faces = loaded_check_faces if check_faces is None else check_faces
-    predictor = Predictor.from_run(model, device="cpu", tta=tta, backend="torch")
+    graph = load_graph(model, tta)
     if quantize is None:
-        return export_predictor(predictor, out, opset, check_batch, tolerance, name=str(model))
-    result = quantize_predictor(
-        predictor, out, calibration, check_faces, opset, min_agreement, name=str(model)
+        return export_graph(graph, out, opset, check_batch, tolerance, name=str(model))
+    result = quantize_graph(
+        graph, out, calibration, check_faces, opset, min_agreement, name=str(model)
     )
     if description is not None:
         result["calibration_description"] = description
@@ -199,8 +194,67 @@ def _as_faces(faces, size: int, what: str) -> np.ndarray:
     return np.clip(array, 0, 255).astype(np.uint8)
 
 
-def quantize_predictor(
-    predictor,
+def _quantize_static(fp32_path: Path, int8_path: Path, faces: np.ndarray, name: str) -> None:
+    """ONNX Runtime's static quantization of ``fp32_path`` into ``int8_path`` (QDQ, per-channel
+    int8 weights with a 7-bit range, uint8 activations with MinMax ranges from ``faces``)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Faces(CalibrationDataReader):
+        def __init__(self, batch_size: int = 64):
+            self.batches = iter(
+                {"faces": faces[first : first + batch_size, None].astype(np.float32)}
+                for first in range(0, len(faces), batch_size)
+            )
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    # quantize_static logs a "consider pre-processing" warning on the root logger: the
+    # pre-processing (shape inference, graph optimisation) changes nothing for these graphs.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with quiet_third_party():
+            quantize_static(
+                str(fp32_path),
+                str(int8_path),
+                Faces(),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(INT8_OP_TYPES),
+                per_channel=True,
+                reduce_range=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+    except Exception as error:  # ONNX Runtime raises many types; say which model failed
+        raise FerkitError(f"{name}: INT8 quantization failed: {error}") from error
+    finally:
+        root.setLevel(level)
+
+
+def _onnx_probabilities(proto, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """ONNX Runtime's probabilities of an in-memory ONNX model for uint8 faces (N, H, W)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(
+        proto.SerializeToString(), onnxruntime_session_options(), providers=["CPUExecutionProvider"]
+    )
+    return np.concatenate([
+        session.run(None, {"faces": faces[first : first + batch_size, None].astype(np.float32)})[0]
+        for first in range(0, len(faces), batch_size)
+    ])  # fmt: skip
+
+
+def quantize_graph(
+    graph: ProbabilityGraph,
     out: str | os.PathLike,
     calibration,
     check_faces=None,
@@ -208,7 +262,7 @@ def quantize_predictor(
     min_agreement: float = MIN_INT8_AGREEMENT,
     name: str = "model",
 ) -> dict:
-    """Export a loaded (PyTorch) predictor to a statically quantized INT8 ONNX file.
+    """Export a probability graph to a statically quantized INT8 ONNX file.
 
     The fp32 export (parity-checked) is quantized with ONNX Runtime's ``quantize_static``:
     QDQ format, weights int8 per output channel with a 7-bit range (``reduce_range``: exact on
@@ -221,57 +275,19 @@ def quantize_predictor(
     try:
         import onnx
         import onnxruntime
-        from onnxruntime.quantization import (
-            CalibrationDataReader,
-            CalibrationMethod,
-            QuantFormat,
-            QuantType,
-            quantize_static,
-        )
+        import onnxruntime.quantization  # noqa: F401  (checked here, used in _quantize_static)
     except ImportError as error:
         raise FerkitError(
             f"INT8 export needs the onnx extras: pip install 'ferkit[onnx]' ({error})"
         ) from error
-    size = predictor.input_size
+    size = graph.input_size
     faces = _as_faces(calibration, size, "calibration faces")
     checked = faces if check_faces is None else _as_faces(check_faces, size, "check faces")
 
-    class Faces(CalibrationDataReader):
-        def __init__(self, batch_size: int = 64):
-            self.batches = iter(
-                {"faces": faces[first : first + batch_size, None].astype(np.float32)}
-                for first in range(0, len(faces), batch_size)
-            )
-
-        def get_next(self):
-            return next(self.batches, None)
-
     with tempfile.TemporaryDirectory(prefix="ferkit-int8-") as folder:
         fp32_path, int8_path = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
-        fp32 = export_predictor(predictor, fp32_path, opset, name=name)
-        # quantize_static logs a "consider pre-processing" warning on the root logger: the
-        # pre-processing (shape inference, graph optimisation) changes nothing for these graphs.
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(logging.ERROR)
-        try:
-            with quiet_third_party():
-                quantize_static(
-                    str(fp32_path),
-                    str(int8_path),
-                    Faces(),
-                    quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=list(INT8_OP_TYPES),
-                    per_channel=True,
-                    reduce_range=True,
-                    activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax,
-                )
-        except Exception as error:  # ONNX Runtime raises many types; say which model failed
-            raise FerkitError(f"{name}: INT8 quantization failed: {error}") from error
-        finally:
-            root.setLevel(level)
+        fp32 = export_graph(graph, fp32_path, opset, name=name)
+        _quantize_static(fp32_path, int8_path, faces, name)
         proto = onnx.load(str(int8_path))
     settings = {
         "format": "QDQ",
@@ -289,16 +305,8 @@ def quantize_predictor(
         entry.key, entry.value = key, value
 
     # Agreement: PyTorch fp32 (the reference) vs the INT8 graph, on real faces.
-    expected = predictor.predict_proba(checked)
-    session = onnxruntime.InferenceSession(
-        proto.SerializeToString(), onnxruntime_session_options(), providers=["CPUExecutionProvider"]
-    )
-    actual = np.concatenate(
-        [
-            session.run(None, {"faces": checked[first : first + 256, None].astype(np.float32)})[0]
-            for first in range(0, len(checked), 256)
-        ]
-    )
+    expected = graph_probabilities(graph, checked)
+    actual = _onnx_probabilities(proto, checked)
     agreement = float((actual.argmax(axis=1) == expected.argmax(axis=1)).mean())
     difference = float(np.abs(actual - expected).max())
     if not agreement >= min_agreement:
@@ -318,19 +326,21 @@ def quantize_predictor(
         "check_faces": len(checked),
         "calibration_faces": len(faces),
         "fp32_max_abs_difference": fp32["max_abs_difference"],
-        "class_names": list(predictor.class_names),
+        "class_names": list(graph.class_names),
     }
 
 
-def export_predictor(
-    predictor,
+def export_graph(
+    graph: ProbabilityGraph,
     out: str | os.PathLike,
     opset: int = DEFAULT_OPSET,
     check_batch: int = 16,
     tolerance: float = PARITY_TOLERANCE,
     name: str = "model",
 ) -> dict:
-    """Export a loaded (PyTorch) :class:`~ferkit.inference.Predictor`; see :func:`export_onnx`."""
+    """Export a :class:`~ferkit.inference.graph.ProbabilityGraph` (fp32, on the CPU) to ONNX,
+    written only when ONNX Runtime matches PyTorch within ``tolerance``; see
+    :func:`export_onnx`."""
     try:
         import onnx
         import onnxruntime
@@ -339,8 +349,7 @@ def export_predictor(
             f"ONNX export needs the onnx extras: pip install 'ferkit[onnx]' ({error})"
         ) from error
     model = name
-    graph = ProbabilityGraph(predictor).eval()
-    size = predictor.input_size
+    size = graph.input_size
     example = torch.zeros(2, 1, size, size)
     batch = torch.export.Dim("batch", min=1, max=65536)
     try:
@@ -358,13 +367,12 @@ def export_predictor(
     except Exception as error:  # the exporter raises many types; report which model failed
         raise FerkitError(f"{model}: ONNX export failed: {error}") from error
     proto = program.model_proto
-    card = predictor.card
     metadata = {
         "ferkit_version": __version__,
-        "class_names": json.dumps(list(predictor.class_names)),
+        "class_names": json.dumps(list(graph.class_names)),
         "input": f"faces: float32 (N, 1, {size}, {size}), grayscale pixels 0-255, "
         "face crop resized to the input size",
-        "normalization": "applied inside the graph: " + json.dumps(predictor.normalization),
+        "normalization": "applied inside the graph: " + json.dumps(graph.normalization),
         "output": "probabilities: float32 (N, classes), softmax over class_names, "
         "calibrated as the model card's calibration says (temperature or map)",
         "opset": str(opset),
@@ -373,17 +381,17 @@ def export_predictor(
             {"member_temperatures": graph.member_temperatures, "temperature": graph.temperature},
             default=dataclasses.asdict,  # vector/Dirichlet maps (ferkit.calibration)
         ),
-        "model_card": json.dumps(card),
+        "model_card": json.dumps(graph.card),
     }
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
 
-    # Parity: PyTorch (Predictor, fp32) vs ONNX Runtime on the same faces.
+    # Parity: PyTorch (the same graph, fp32) vs ONNX Runtime on the same faces.
     random = np.random.default_rng(0)
     faces = random.integers(0, 256, (check_batch, size, size), dtype=np.uint8)
     faces[0], faces[1] = 0, 255
-    expected = predictor.predict_proba(faces)
+    expected = graph_probabilities(graph, faces)
     session = onnxruntime.InferenceSession(
         proto.SerializeToString(), onnxruntime_session_options(), providers=["CPUExecutionProvider"]
     )
@@ -401,55 +409,5 @@ def export_predictor(
         "max_abs_difference": difference,
         "parity_faces": check_batch,
         "tolerance": tolerance,
-        "class_names": list(predictor.class_names),
+        "class_names": list(graph.class_names),
     }
-
-
-class OnnxPredictor:
-    """Probabilities from an exported ``.onnx`` file with ONNX Runtime (no torch needed).
-
-    Example:
-        >>> OnnxPredictor("model.onnx").predict_proba(faces)  # doctest: +SKIP
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        import onnxruntime
-
-        path = Path(path)
-        if not path.is_file():
-            raise FerkitError(f"{path}: no such file")
-        options = onnxruntime_session_options()
-        # ONNX Runtime's worker threads spin after each run by default; in predict/serve the
-        # face detector (OpenCV) runs next on the same cores, and the spinning cost it more
-        # than it saves (docs/benchmarks.md: photo latency).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = onnxruntime.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as error:
-            raise FerkitError(f"{path}: not a readable ONNX model ({error})") from error
-        metadata = self.session.get_modelmeta().custom_metadata_map
-        if "class_names" not in metadata:
-            raise FerkitError(f"{path}: not a ferkit ONNX export (no class_names metadata)")
-        self.class_names = tuple(json.loads(metadata["class_names"]))
-        self.card = json.loads(metadata.get("model_card", "{}"))
-        #: "int8" for a quantized export, else None (fp32).
-        self.quantization = metadata.get("quantization")
-        #: TTA inside the graph, one entry per member (e.g. ["flip"]).
-        self.tta = json.loads(metadata.get("tta", "[]"))
-        shape = self.session.get_inputs()[0].shape
-        self.input_size = (
-            int(shape[-1]) if isinstance(shape[-1], int) else int(self.card["input_size"][0])
-        )
-
-    def predict_proba(self, faces, batch_size: int = 512) -> np.ndarray:
-        """Probabilities (N, classes) for uint8 faces (N, H, W) at the model's input size."""
-        faces = np.asarray(faces, dtype=np.float32)
-        outputs = [
-            self.session.run(None, {"faces": faces[first : first + batch_size, None]})[0]
-            for first in range(0, len(faces), batch_size)
-        ]
-        if not outputs:
-            return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        return np.concatenate(outputs)

@@ -6,7 +6,7 @@ whose INT8 variants were measured on real faces (docs/accuracy.md). Elsewhere it
 Runtime fp32. ``--backend int8`` asks for INT8 on any CPU and any PyTorch model.
 
 The variant is built once per model into the user cache: the fp32 export (parity-checked) is
-quantized statically (:func:`ferkit.export.quantize_predictor`) with activation ranges from
+quantized statically (:func:`ferkit.export.quantize_graph`) with activation ranges from
 faces that ferkit draws itself (:func:`ferkit.data.synth.generate_faces`), so no dataset is
 needed at run time, and it is kept only when its top-1 class agrees with PyTorch fp32 on other
 drawn faces (:data:`ferkit.export.MIN_INT8_AGREEMENT`).
@@ -90,25 +90,25 @@ def calibration_faces(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
     return faces[:CALIBRATION_FACES], faces[CALIBRATION_FACES:]
 
 
-def build_int8_variant(predictor, path: str | Path) -> dict:
-    """Quantize a PyTorch predictor into ``path`` (see the module docstring).
+def build_int8_variant(graph, path: str | Path, name: str = "model") -> dict:
+    """Quantize a :class:`~ferkit.inference.graph.ProbabilityGraph` into ``path`` (see the
+    module docstring); ``name`` names the model in messages.
 
     Raises:
         FerkitError: when the onnx extras are missing or the agreement check fails (then
             nothing is written).
 
     Example:
-        >>> build_int8_variant(Predictor.from_run("small"), "small_int8.onnx")  # doctest: +SKIP
+        >>> from ferkit.export import load_graph  # doctest: +SKIP
+        >>> build_int8_variant(load_graph("small"), "small_int8.onnx")  # doctest: +SKIP
     """
-    from ferkit.export import quantize_predictor
+    from ferkit.export import quantize_graph
 
-    calibration, check = calibration_faces(predictor.input_size)
-    return quantize_predictor(
-        predictor, path, calibration, check, name=str(predictor.location or "model")
-    )
+    calibration, check = calibration_faces(graph.input_size)
+    return quantize_graph(graph, path, calibration, check, name=name)
 
 
-def cached_int8_variant(predictor, path: str | Path) -> Path:
+def cached_int8_variant(graph, path: str | Path, name: str = "model") -> Path:
     """The INT8 variant at ``path`` (a cache entry), built on the first call.
 
     Says so in one line when it builds. A variant refused by the agreement check is remembered
@@ -129,7 +129,7 @@ def cached_int8_variant(predictor, path: str | Path) -> Path:
         raise FerkitError(refused.read_text().strip())
     announce(f"preparing the model for ONNX Runtime INT8 (first use; cached in {path.parent})")
     try:
-        build_int8_variant(predictor, path)
+        build_int8_variant(graph, path, name=name)
     except FerkitError as error:
         if "agreement check failed" in str(error):  # not for missing packages: those get fixed
             write_text(refused, f"{error}\n")

@@ -111,9 +111,9 @@ def load_model_card(model: str | os.PathLike = "default") -> dict:
 
     kind, path = hub.locate(model)
     if kind == "onnx":
-        from ferkit.export import OnnxPredictor
+        from ferkit.inference.engines import OnnxEngine
 
-        return OnnxPredictor(path).card
+        return OnnxEngine(path).card
     path = path if kind == "ensemble" else path.with_suffix(".json")
     try:
         card = read_json(path)

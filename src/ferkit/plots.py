@@ -324,7 +324,7 @@ def emotion_timeline_figure(results, title: str = "") -> Figure:
     """Each tracked person's emotion probabilities over a video's time, one panel per track.
 
     Args:
-        results: a video's :class:`ferkit.analyze.MediaResult` list, faces with track ids.
+        results: a video's :class:`ferkit.inference.results.MediaResult` list, faces with track ids.
         title: shown above the first panel (e.g. the video's name).
 
     Returns:

@@ -116,6 +116,35 @@ def tta_views(inputs: torch.Tensor, tta: str) -> list[torch.Tensor]:
     return views
 
 
+def view_logits(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    tta: str = "none",
+    autocast_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Logits (N, classes) of a normalised batch (N, 1, H, W), averaged over its TTA views.
+
+    The one model call of evaluation and inference: :func:`batched_logits` (training's
+    validation) and :class:`ferkit.inference.graph.ProbabilityGraph` (predict, evaluate,
+    export) both go through it. Under ``autocast_dtype`` the logits come back as float32.
+
+    Example:
+        >>> from ferkit.models import create_model
+        >>> model = create_model("classic", channels=[4, 4, 4]).eval()
+        >>> view_logits(model, torch.zeros(2, 1, 48, 48), "flip").shape
+        torch.Size([2, 7])
+    """
+    views = tta_views(inputs, tta)
+    # One forward pass over all views stacked: fewer, larger batches run faster.
+    if autocast_dtype is None:
+        logits = model(torch.cat(views))
+    else:
+        with autocast(inputs.device, autocast_dtype):
+            logits = model(torch.cat(views)).float()
+    # shape[0], not len(): an ONNX export keeps the batch axis symbolic.
+    return logits.view(len(views), inputs.shape[0], -1).mean(dim=0)
+
+
 @torch.no_grad()
 def batched_logits(
     model: torch.nn.Module,
@@ -129,8 +158,9 @@ def batched_logits(
 ) -> torch.Tensor:
     """Float32 logits (N, classes) on the CPU for uint8 faces (N, H, W), in batches.
 
-    The one forward path of ferkit: eval preprocessing (:func:`normalize_batch`), then the model
-    in eval mode. With ``tta`` (see :func:`tta_views`) the logits of the views are averaged.
+    Training's validation forward: eval preprocessing (:func:`normalize_batch`), then the model
+    in eval mode (:func:`view_logits`). With ``tta`` (see :func:`tta_views`) the logits of the
+    views are averaged.
 
     Example:
         >>> from ferkit.models import create_model
@@ -152,12 +182,7 @@ def batched_logits(
             device,
             channels_last,
         )
-        views = tta_views(inputs, tta)
-        with autocast(device, autocast_dtype):
-            # One forward pass over all views stacked: fewer, larger batches run faster.
-            logits = model(torch.cat(views)).float()
-        logits = logits.view(len(views), len(inputs), -1).mean(dim=0)
-        chunks.append(logits.cpu())
+        chunks.append(view_logits(model, inputs, tta, autocast_dtype).float().cpu())
     if not chunks:
         arguments = getattr(model, "ferkit_arguments", {})
         return torch.zeros(0, arguments.get("num_classes", 0))

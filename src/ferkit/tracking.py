@@ -182,7 +182,7 @@ def write_track_outputs(results, folder: str | os.PathLike, stem: str) -> list[P
     and ``<stem>_timeline.png`` (each person's emotion probabilities over time).
 
     Args:
-        results: the video's :class:`ferkit.analyze.MediaResult` list (tracked).
+        results: the video's :class:`ferkit.inference.results.MediaResult` list (tracked).
         folder: where to write.
         stem: file name prefix.
 
@@ -190,7 +190,7 @@ def write_track_outputs(results, folder: str | os.PathLike, stem: str) -> list[P
         >>> write_track_outputs(results, "out", "clip")  # doctest: +SKIP
         [PosixPath('out/clip_tracks.csv'), PosixPath('out/clip_tracks.json'), ...]
     """
-    from ferkit.analyze import write_csv
+    from ferkit.inference.results import write_csv
     from ferkit.io import write_json
     from ferkit.plots import emotion_timeline_figure, save_figure
 

@@ -173,7 +173,7 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
     from fastapi.responses import FileResponse
     from fastapi.staticfiles import StaticFiles
 
-    from ferkit.analyze import Analyzer
+    from ferkit.inference.pipeline import Analyzer
     from ferkit.int8 import backend_info
     from ferkit.modelcard import format_model_card
 

@@ -299,7 +299,7 @@ def _stop_after_interrupt(run: _Run, state: TrainState, epoch: int) -> None:
 
 def _finish(run: _Run, state: TrainState, val_set) -> FitResult:
     """Reload ``best``, measure it in fp32, write metrics, the confusion matrix and its card."""
-    from ferkit.calibration import calibrate_validation
+    from ferkit.calibrate import calibrate_validation
     from ferkit.plots import plot_confusion_matrix
 
     config, run_dir, main = run.config, run.run_dir, run.distributed.is_main
