@@ -135,6 +135,20 @@ def normalize_batch(images, normalization: dict | None = None):
         tensor = images.to(torch.float32)
     else:  # the float copy is writable even when the uint8 source (e.g. from PIL) is not
         tensor = torch.from_numpy(np.asarray(images).astype(np.float32))
-    tensor = tensor.unsqueeze(1)
+    return normalize_pixels(tensor.unsqueeze(1), normalization)
+
+
+def normalize_pixels(pixels, normalization: dict):
+    """Float pixels 0-255 (a tensor of any shape) → the model's input scale.
+
+    The arithmetic of the one eval preprocessing, shared by :func:`normalize_batch` and the
+    probability graph that predict, evaluate and the ONNX export run
+    (:class:`ferkit.inference.graph.ProbabilityGraph`).
+
+    Example:
+        >>> import torch
+        >>> normalize_pixels(torch.tensor([0.0, 255.0]), {"mean": 0.5, "std": 0.25}).tolist()
+        [-2.0, 2.0]
+    """
     scale = 1.0 / (255.0 * normalization["std"])
-    return tensor * scale - normalization["mean"] / normalization["std"]
+    return pixels * scale - normalization["mean"] / normalization["std"]

@@ -22,6 +22,7 @@ import torch
 from ferkit.calibration import calibration_of, combine_probabilities
 from ferkit.ensemble import ENSEMBLE_FORMAT
 from ferkit.errors import FerkitError
+from ferkit.preprocessing import normalize_pixels
 from ferkit.runtime import view_logits
 
 
@@ -100,8 +101,7 @@ class ProbabilityGraph(torch.nn.Module):
         """Each member's logits (N, classes), averaged over its TTA views (uncalibrated)."""
         member_logits = []
         for model, (mean, std, tta) in zip(self.models, self.settings):
-            # normalize_batch's arithmetic, on the float faces the graph takes.
-            inputs = faces * (1.0 / (255.0 * std)) - mean / std
+            inputs = normalize_pixels(faces, {"mean": mean, "std": std})
             member_logits.append(view_logits(model, inputs, tta, self.autocast_dtype))
         return member_logits
 
