@@ -187,6 +187,47 @@ def test_yunet_finds_a_rotated_face_and_its_landmarks_tilt_with_it(astronaut, yu
     assert 1.5 < abs(tilt(face.landmarks) - upright) < 30
 
 
+def test_yunet_with_onnx_runtime_gives_opencvs_detections(astronaut, yunet):
+    pytest.importorskip("onnxruntime")
+    assert yunet.engine == "onnxruntime"
+    opencv = cv2.FaceDetectorYN.create(str(yunet.model_path), "", (320, 320), 0.6)
+    rng = np.random.default_rng(0)
+    photos = [astronaut, skimage_data.coffee(), skimage_data.chelsea()]
+    for size in ((480, 640), (333, 517)):  # one not a multiple of 32: the padding path
+        canvas = np.full((*size, 3), 90, np.uint8)
+        side = int(rng.integers(100, 200))
+        canvas[20 : 20 + side, 40 : 40 + side] = cv2.resize(
+            astronaut[40:300, 110:370], (side, side)
+        )
+        photos.append(canvas)
+    found = 0
+    for photo in photos:
+        bgr = cv2.cvtColor(photo, cv2.COLOR_RGB2BGR)
+        opencv.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, expected = opencv.detect(bgr)
+        expected = np.zeros((0, 15)) if expected is None else expected
+        actual = yunet.runner.detect(bgr)
+        assert actual.shape == expected.shape
+        assert np.abs(actual - expected).max(initial=0) < 0.01  # pixels, landmarks and score
+        found += len(actual)
+    assert found >= 3  # the astronaut and her two pasted copies at least
+
+
+def test_a_non_yunet_onnx_file_is_refused_by_name(tmp_path):
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["output"])], "not-yunet",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph), tmp_path / "other.onnx")
+    with pytest.raises(FerkitError, match="other.onnx: not a YuNet ONNX model .*cls_8"):
+        YuNetDetector(tmp_path / "other.onnx")
+
+
 def test_yunet_finds_nothing_in_a_photo_without_faces(yunet):
     assert yunet.detect(skimage_data.coffee()) == []
     assert yunet.detect(np.zeros((10, 10), np.uint8)) == []

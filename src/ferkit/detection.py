@@ -189,7 +189,11 @@ class HaarDetector:
 
 
 class YuNetDetector:
-    """OpenCV's ``FaceDetectorYN`` (YuNet, a small CNN detector) from an ONNX file.
+    """YuNet (a small CNN face detector) from an ONNX file, with 5 landmarks per face.
+
+    Run by ONNX Runtime when the ``onnx`` extra is installed (:mod:`ferkit.yunet`: the same
+    detections as OpenCV's ``FaceDetectorYN``, about twice as fast), else by
+    ``FaceDetectorYN``. ``engine`` says which.
 
     Args:
         model_path: a YuNet ONNX file (any YuNet version; not hash-checked), or None for the
@@ -219,12 +223,21 @@ class YuNetDetector:
     ):
         import cv2
 
+        from ferkit.yunet import YuNetOnnxRuntime, onnxruntime_available
+
         model_path = resolve_yunet_model(model_path, offline)
         try:
-            self.detector = cv2.FaceDetectorYN.create(
-                str(model_path), "", (320, 320), score_threshold
-            )
-        except cv2.error as error:
+            if onnxruntime_available():
+                self.runner, self.engine = (
+                    YuNetOnnxRuntime(model_path, score_threshold),
+                    "onnxruntime",
+                )
+            else:
+                self.runner = cv2.FaceDetectorYN.create(
+                    str(model_path), "", (320, 320), score_threshold
+                )
+                self.engine = "opencv"
+        except Exception as error:  # cv2.error, onnx/onnxruntime errors: not a YuNet file
             raise FerkitError(f"{model_path}: not a YuNet ONNX model ({error})") from error
         self.model_path = Path(model_path)
         self.max_side = max_side
@@ -239,8 +252,11 @@ class YuNetDetector:
         else:  # YuNet expects BGR
             image = cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2BGR)
         small, factor = _downscale(image, self.max_side)
-        self.detector.setInputSize((small.shape[1], small.shape[0]))
-        _, detections = self.detector.detect(small)
+        if self.engine == "onnxruntime":
+            detections = self.runner.detect(small)
+        else:
+            self.runner.setInputSize((small.shape[1], small.shape[0]))
+            _, detections = self.runner.detect(small)
         faces = [] if detections is None else [
             _scaled_box(row[:4], row[-1], factor, row[4:14]) for row in detections
         ]  # fmt: skip
