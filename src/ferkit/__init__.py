@@ -8,6 +8,8 @@ Example:
     '0.1.0'
 """
 
+from ferkit.lazy import lazy_attributes
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "Predictor", "Prediction", "Analyzer", "analyze"]
@@ -21,10 +23,4 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name):
-    # Lazy so that `import ferkit` (and `ferkit --version`) does not import torch.
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'ferkit' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -19,30 +19,26 @@ Example:
     'Happy'
 """
 
-import importlib
+from ferkit.lazy import lazy_attributes
 
 #: Public name → the submodule that defines it.
 _EXPORTS = {
-    "ProbabilityGraph": "graph",
-    "TorchEngine": "engines",
-    "OnnxEngine": "engines",
-    "create_engine": "engines",
-    "Predictor": "predictor",
-    "Prediction": "results",
-    "MediaResult": "results",
-    "predictions_from": "results",
-    "write_csv": "results",
-    "annotate": "results",
-    "Analyzer": "pipeline",
-    "analyze": "pipeline",
-    "expand_inputs": "pipeline",
+    "ProbabilityGraph": "ferkit.inference.graph",
+    "TorchEngine": "ferkit.inference.engines",
+    "OnnxEngine": "ferkit.inference.engines",
+    "create_engine": "ferkit.inference.engines",
+    "Predictor": "ferkit.inference.predictor",
+    "Prediction": "ferkit.inference.results",
+    "MediaResult": "ferkit.inference.results",
+    "predictions_from": "ferkit.inference.results",
+    "write_csv": "ferkit.inference.results",
+    "annotate": "ferkit.inference.results",
+    "Analyzer": "ferkit.inference.pipeline",
+    "analyze": "ferkit.inference.pipeline",
+    "expand_inputs": "ferkit.inference.pipeline",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    # Lazy (PEP 562): the submodules import one another, never this package's namespace.
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"ferkit.inference.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'ferkit.inference' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

@@ -7,7 +7,7 @@ does not import torch: ``ferkit --version`` and ``--help`` stay instant.
 
 from __future__ import annotations
 
-import importlib
+from ferkit.lazy import lazy_attributes
 
 _EXPORTS = {
     "TrainConfig": "ferkit.training.config",
@@ -24,7 +24,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'ferkit.training' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _EXPORTS)
