@@ -18,7 +18,8 @@ caches), then one timed epoch; rounds alternate between the two, and the best ep
 side is kept, so both see the same machine load.
 
 ferkit trains the way ``ferkit train`` does by default (``train_one_epoch``: bf16 autocast where
-the CPU has native bf16, channels_last, batched augmentation on); Keras the way the notebook
+the CPU has native bf16, channels_last, batched augmentation on, glibc's malloc told to keep
+freed memory as ``fit`` does); Keras the way the notebook
 does (``model.fit`` on float32 arrays scaled to [0, 1], no augmentation), which is the cheaper
 of the two per step.
 """
@@ -77,11 +78,12 @@ def ferkit_epoch_seconds(images, labels, batch_size: int) -> float:
     import torch
 
     from ferkit.models import create_model
-    from ferkit.runtime import resolve_precision
+    from ferkit.runtime import resolve_precision, tune_allocator
     from ferkit.training.config import TrainConfig
     from ferkit.training.epoch import build_optimizer, train_one_epoch
 
     torch.manual_seed(0)
+    tune_allocator()  # as fit does on the CPU
     device = torch.device("cpu")
     config = TrainConfig(batch_size=batch_size, progress=False, epochs=[1])
     model = create_model("classic").to(memory_format=torch.channels_last)

@@ -23,7 +23,7 @@ import torch.nn.functional as functional
 
 from ferkit.models import create_model
 from ferkit.preprocessing import normalize_batch
-from ferkit.runtime import autocast, cpu_has_fast_bf16, prepare_batch
+from ferkit.runtime import autocast, cpu_has_fast_bf16, prepare_batch, tune_allocator
 from ferkit.training.augment import random_affine
 from ferkit.training.config import TrainConfig
 from ferkit.training.loop import build_optimizer
@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
+    tune_allocator()  # as fit does on the CPU
     capability = torch.backends.cpu.get_cpu_capability()
     print(f"{arguments.arch}, batch {arguments.batch_size}, {arguments.steps} steps, "
           f"{arguments.threads} thread(s), torch {torch.__version__}, CPU capability "

@@ -17,7 +17,7 @@ import platform
 import torch
 
 from ferkit.models import count_parameters, create_model
-from ferkit.runtime import cpu_has_fast_bf16
+from ferkit.runtime import cpu_has_fast_bf16, tune_allocator
 from ferkit.training.config import TrainConfig
 from ferkit.training.epoch import build_optimizer, train_one_epoch
 
@@ -65,6 +65,9 @@ def main() -> None:
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=JSON")
     parser.add_argument("--bf16-only", action="store_true", help="only bf16 + channels_last")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument(
+        "--default-allocator", action="store_true", help="leave glibc's malloc as it is"
+    )
     arguments = parser.parse_args()
     model_args = {
         key: json.loads(value)
@@ -72,6 +75,8 @@ def main() -> None:
     }
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
+    if not arguments.default_allocator:
+        tune_allocator()  # as fit does on the CPU
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}, native bf16: {cpu_has_fast_bf16()}"
