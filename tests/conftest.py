@@ -29,3 +29,20 @@ def shared_yunet() -> Path:
     if not SHARED_YUNET.is_file():
         pytest.skip(f"{SHARED_YUNET} not found")
     return SHARED_YUNET
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A run folder holding an untrained, tiny `classic` model (fast; read-only for tests)."""
+    import torch
+
+    from ferkit.checkpoint import make_model_card, save_checkpoint
+    from ferkit.data import FER2013_CLASS_NAMES
+    from ferkit.models import create_model
+
+    folder = tmp_path_factory.mktemp("tiny_run")
+    torch.manual_seed(0)
+    model = create_model("classic", channels=[4, 8, 8]).eval()
+    card = make_model_card(model, FER2013_CLASS_NAMES, {"mean": 0.5, "std": 0.25})
+    save_checkpoint(model, folder / "best", card)
+    return folder

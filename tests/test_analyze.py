@@ -8,27 +8,19 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.data import FER2013_CLASS_NAMES
 from ferkit.errors import FerkitError
 from ferkit.inference.pipeline import analyze, expand_inputs
 from ferkit.inference.results import annotate, write_csv
-from ferkit.models import create_model
 
 skimage_data = pytest.importorskip("skimage.data")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("run")
-    torch.manual_seed(0)
-    model = create_model("seed", channels=[4, 8, 8]).eval()
-    save_checkpoint(model, folder / "best", make_model_card(model, FER2013_CLASS_NAMES, {
-        "mean": 0.5, "std": 0.25}))  # fmt: skip
-    return folder
+def run_dir(tiny_run):
+    return tiny_run
 
 
 @pytest.fixture(scope="module")

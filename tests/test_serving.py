@@ -6,12 +6,9 @@ import io
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.data import FER2013_CLASS_NAMES
-from ferkit.models import create_model
 
 pytest.importorskip("fastapi")
 skimage_data = pytest.importorskip("skimage.data")
@@ -22,13 +19,8 @@ from ferkit.serving import ServeConfig, create_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("run")
-    torch.manual_seed(0)
-    model = create_model("seed", channels=[4, 8, 8]).eval()
-    save_checkpoint(model, folder / "best", make_model_card(model, FER2013_CLASS_NAMES, {
-        "mean": 0.5, "std": 0.25}))  # fmt: skip
-    config = ServeConfig(model=str(folder), max_upload_mb=1.0, max_pixels=800 * 800)
+def client(tiny_run):
+    config = ServeConfig(model=str(tiny_run), max_upload_mb=1.0, max_pixels=800 * 800)
     return TestClient(create_app(config))
 
 

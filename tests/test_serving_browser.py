@@ -17,11 +17,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-
-from ferkit.checkpoint import make_model_card, save_checkpoint
-from ferkit.data import FER2013_CLASS_NAMES
-from ferkit.models import create_model
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("uvicorn")
@@ -50,18 +45,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def model_location(tmp_path_factory):
+def model_location(request):
     """The bundled model when this build ships one, else a small random model."""
     from ferkit.pretrained import available_bundled_models
 
     if "default" in available_bundled_models():
         return "default"
-    folder = tmp_path_factory.mktemp("run")
-    torch.manual_seed(0)
-    model = create_model("seed", channels=[4, 8, 8]).eval()
-    save_checkpoint(model, folder / "best", make_model_card(model, FER2013_CLASS_NAMES, {
-        "mean": 0.5, "std": 0.25}))  # fmt: skip
-    return str(folder)
+    return str(request.getfixturevalue("tiny_run"))
 
 
 @pytest.fixture(scope="module")

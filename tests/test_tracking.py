@@ -7,12 +7,9 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.data import FER2013_CLASS_NAMES
 from ferkit.detection import FaceBox
-from ferkit.models import create_model
 from ferkit.tracking import FaceTracker
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -86,13 +83,8 @@ def make_crossing_video(path, frames=36, fps=12.0):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("run")
-    torch.manual_seed(0)
-    model = create_model("seed", channels=[4, 8, 8]).eval()
-    save_checkpoint(model, folder / "best", make_model_card(model, FER2013_CLASS_NAMES, {
-        "mean": 0.5, "std": 0.25}))  # fmt: skip
-    return folder
+def run_dir(tiny_run):
+    return tiny_run
 
 
 def test_faces_crossing_paths_in_a_video_keep_their_ids(run_dir, tmp_path, shared_yunet):
