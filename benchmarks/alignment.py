@@ -3,7 +3,7 @@
 Usage:
     PYTHONPATH=src .venv/bin/python benchmarks/alignment.py [--faces 300] [--model default]
         [--data ../shared/data/fer2013-train-publictest.csv.gz]
-        [--detector-model ../shared/models/face_detection_yunet_2023mar.onnx]
+        [--detector-model ../shared/models/face_detection_yunet_2023mar.onnx] [--no-face-check]
 
 FER2013 ``PublicTest`` faces (held out from training) are upscaled to 96-200 px and pasted at
 random positions into 640x480 real non-face photographs (benchmarks/detection.py's
@@ -31,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detection import CANVAS, background_photos  # noqa: E402
 
 
-def paste(background: np.ndarray, face: np.ndarray, rng, angle: float):
-    """(scene, face centre): ``face`` upscaled, rotated by ``angle`` degrees, pasted."""
-    side = int(rng.integers(96, 201))
+def paste(background: np.ndarray, face: np.ndarray, rng, angle: float, sides=(96, 200)):
+    """(scene, face centre, side): ``face`` upscaled to a random side in ``sides`` (pixels,
+    inclusive), rotated by ``angle`` degrees, pasted at a random place."""
+    side = int(rng.integers(sides[0], sides[1] + 1))
     patch = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
     # Rotate inside a larger square so the corners survive; paste only the rotated face.
     big = int(np.ceil(side * 1.5))
@@ -74,6 +75,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-angle", type=float, default=25.0)
+    parser.add_argument("--no-face-check", action="store_true", help="YuNet alone (0.6)")
     args = parser.parse_args()
 
     from ferkit.data import load_fer2013
@@ -86,7 +88,14 @@ def main() -> None:
     faces, labels = dataset.images[chosen], dataset.labels[chosen]
     backgrounds = background_photos()
     analyzers = {
-        align: Analyzer(args.model, "yunet", args.detector_model, align=align, backend="torch")
+        align: Analyzer(
+            args.model,
+            "yunet",
+            args.detector_model,
+            align=align,
+            backend="torch",
+            face_check=not args.no_face_check,
+        )
         for align in (True, False)
     }
     names = list(analyzers[True].predictor.class_names)

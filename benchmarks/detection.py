@@ -5,7 +5,7 @@ Usage:
         [--photos 80] [--seed 0] [--cascades default,alt2]
         [--haar-settings 1.1/5/640,1.2/3/320] [--yunet-sides 640,480,320]
         [--yunet-file ../shared/models/face_detection_yunet_2023mar.onnx]
-        [--end-to-end default,small] [--tracking]
+        [--end-to-end default,small] [--tracking] [--face-check]
 
 The photo set is built from real pictures only: real faces (FER2013 ``PublicTest`` crops, many
 people, poses and lighting conditions, upscaled to 48-200 px) pasted at known positions onto
@@ -24,7 +24,8 @@ YuNet's file comes through ferkit's real lookup: ``--yunet-file`` is installed (
 checked) into a temporary user cache, from where ``YuNetDetector`` loads it offline.
 ``--end-to-end`` times the whole photo (detect, align, classify; ``Analyzer.analyze_image``)
 with the named models; ``--tracking`` counts the video tracker's id switches on made videos
-of two faces crossing paths.
+of two faces crossing paths; ``--face-check`` adds the faces the pipeline keeps with and
+without the face check (:mod:`ferkit.face_check`).
 """
 
 from __future__ import annotations
@@ -155,6 +156,19 @@ def use_yunet_file(path: str) -> None:
     install_yunet_model(path)
 
 
+class PipelineFaces:
+    """The faces ``ferkit predict`` keeps (YuNet at the face check's threshold, then the
+    check) behind the ``detect`` interface; its time includes the aligned crops."""
+
+    def __init__(self, face_check: bool):
+        from ferkit.inference.pipeline import Analyzer
+
+        self.analyzer = Analyzer("small", "yunet", face_check=face_check, backend="torch")
+
+    def detect(self, image):
+        return self.analyzer.find_faces([image])[0][0]
+
+
 def end_to_end(photos, model: str, detector: str) -> tuple[float, float]:
     """Median and 90th-percentile ms for a whole photo: detect, align, classify."""
     from ferkit.inference.pipeline import Analyzer
@@ -249,11 +263,15 @@ def main() -> None:
     )
     parser.add_argument("--end-to-end", default="", help="comma list of models, e.g. default")
     parser.add_argument("--tracking", action="store_true")
+    parser.add_argument(
+        "--face-check", action="store_true",
+        help="also the pipeline's faces with and without the face check (YuNet, full size)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     from ferkit.data import load_fer2013
 
-    if args.yunet_sides or args.end_to_end or args.tracking:
+    if args.yunet_sides or args.end_to_end or args.tracking or args.face_check:
         use_yunet_file(args.yunet_file)
     dataset = load_fer2013(args.data)
     faces = dataset.images[dataset.usage == "PublicTest"]
@@ -293,6 +311,13 @@ def main() -> None:
         detector = YuNetDetector(max_side=int(side), offline=True)  # the cached, checked file
         recall, false_positives, milliseconds, one = evaluate_detector(photos, detector)
         print(f"{'yunet':>8} {'':>6} {'':>6} {int(side):5d} {recall:7.1%} "
+              f"{false_positives:9.2f} {milliseconds:9.1f} {one:9.1%}")  # fmt: skip
+    for face_check in (False, True) if args.face_check else ():
+        recall, false_positives, milliseconds, one = evaluate_detector(
+            photos, PipelineFaces(face_check)
+        )
+        name = "checked" if face_check else "pipeline"
+        print(f"{name:>8} {'':>6} {'':>6} {640:5d} {recall:7.1%} "
               f"{false_positives:9.2f} {milliseconds:9.1f} {one:9.1%}")  # fmt: skip
     for model in filter(None, args.end_to_end.split(",")):
         for detector in ("yunet", "haar", "haar-fast"):

@@ -181,12 +181,15 @@ def _command_predict(arguments) -> int:
         backend=arguments.backend,
         offline=arguments.offline,
         align=not arguments.no_align,
+        face_check=not arguments.no_face_check,
         smoothing=arguments.smoothing,
         min_confidence=arguments.min_confidence,
         log=(lambda line: print(line, file=sys.stderr)) if arguments.verbose else None,
     )
     if results:
-        print(f"detector: {results[0].detector}", file=sys.stderr)
+        checked = [result.rejected_faces for result in results if result.rejected_faces is not None]
+        check = f"; the face check dropped {sum(checked)} false face(s)" if checked else ""
+        print(f"detector: {results[0].detector}{check}", file=sys.stderr)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
     if arguments.csv:
@@ -229,6 +232,7 @@ def _command_explain(arguments) -> int:
         device=arguments.device,
         backend=arguments.backend,
         offline=arguments.offline,
+        face_check=not arguments.no_face_check,
     )
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
@@ -299,6 +303,7 @@ def _command_serve(arguments) -> int:
             backend=arguments.backend,
             offline=arguments.offline,
             align=not arguments.no_align,
+            face_check=not arguments.no_face_check,
         )
     )
     return 0

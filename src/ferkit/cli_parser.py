@@ -49,6 +49,12 @@ def _add_detector_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="crop faces square from the box instead of aligning them from their landmarks",
     )
+    parser.add_argument(
+        "--no-face-check",
+        action="store_true",
+        help="keep every YuNet detection scoring 0.6 or more instead of asking for more "
+        "candidates and dropping those the face check finds are not faces",
+    )
 
 
 def _add_model_option(parser: argparse.ArgumentParser) -> None:

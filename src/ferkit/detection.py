@@ -44,6 +44,9 @@ DEFAULT_MAX_SIDE = 1280
 #: with one warning when its model file cannot be had (docs/benchmarks.md: 86 % recall and
 #: 0.07 false faces a photo against Haar's 75 % and 0.61).
 DEFAULT_DETECTOR = "yunet"
+#: YuNet's score threshold on its own (OpenCV's sample default); with the face check on, the
+#: pipeline asks for more candidates (:mod:`ferkit.face_check`'s card).
+YUNET_SCORE_THRESHOLD = 0.6
 #: Names of YuNet's 5 landmarks, in its output order (the subject's right eye is on the
 #: image's left in a frontal face).
 LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "right_mouth", "left_mouth")
@@ -217,7 +220,7 @@ class YuNetDetector:
     def __init__(
         self,
         model_path: str | os.PathLike | None = None,
-        score_threshold: float = 0.6,
+        score_threshold: float = YUNET_SCORE_THRESHOLD,
         max_side: int = DEFAULT_MAX_SIDE,
         offline: bool = False,
     ):
@@ -295,6 +298,7 @@ def create_detector(
     model_path: str | os.PathLike | None = None,
     offline: bool = False,
     fallback: bool = True,
+    score_threshold: float | None = None,
 ):
     """Build a detector by name (``yunet``, ``haar``, ``haar-fast``, ``none``).
 
@@ -307,6 +311,8 @@ def create_detector(
             (:class:`~ferkit.errors.FerkitWarning`) instead of raising
             :class:`~ferkit.detector_files.DetectorUnavailable`. The returned detector's
             ``name`` always says which one runs.
+        score_threshold: ``yunet`` drops faces scoring lower (0-1; None: 0.6, its setting
+            without a face check; the pipeline passes the face check's lower one).
 
     Example:
         >>> create_detector("none").name
@@ -320,7 +326,8 @@ def create_detector(
         return detector
     if name == "yunet":
         try:
-            return YuNetDetector(model_path, offline=offline)
+            threshold = YUNET_SCORE_THRESHOLD if score_threshold is None else score_threshold
+            return YuNetDetector(model_path, threshold, offline=offline)
         except DetectorUnavailable as problem:
             if not fallback:
                 raise

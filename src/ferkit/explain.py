@@ -334,7 +334,7 @@ def explain_image(analyzer, image, method: str = "auto", source: str = "<array>"
     """
     image = np.asarray(image)
     detector, size = analyzer.detector, analyzer.predictor.input_size
-    boxes = detector.detect(image)
+    boxes = analyzer.find_faces([image])[0][0]  # the faces predict keeps
     height, width = image.shape[:2]
     crops, squares = [], []
     for box in boxes:
@@ -398,6 +398,7 @@ def explain(
     device: str = "auto",
     backend: str = "auto",
     offline: bool = False,
+    face_check: bool = True,
 ) -> tuple[list[FaceExplanation], list[str]]:
     """Explain every face in images, folders and globs; ``ferkit explain``'s Python twin.
 
@@ -421,7 +422,7 @@ def explain(
     files, errors = expand_inputs(inputs)
     # The square box crop (not the aligned one), so that the map lies on the photo's pixels.
     analyzer = Analyzer(model, detector, detector_model, margin, device, None, 256, backend,
-                        offline, align=False)  # fmt: skip
+                        offline, align=False, face_check=face_check)  # fmt: skip
     folder, used, results = Path(out), set(), []
     for path in files:
         if path.suffix.lower() in VIDEO_EXTENSIONS:

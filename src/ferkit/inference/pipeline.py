@@ -21,6 +21,7 @@ from ferkit.abstention import check_min_confidence
 from ferkit.alignment import face_crop
 from ferkit.detection import DEFAULT_DETECTOR, create_detector
 from ferkit.errors import FerkitError
+from ferkit.face_check import FACE_CHECK_SIZE, bundled_face_check
 from ferkit.inference.predictor import Predictor
 from ferkit.inference.results import MediaResult, annotate, predictions_from
 from ferkit.io import atomic_write
@@ -157,13 +158,22 @@ class Analyzer:
         offline: bool = False,
         align: bool = True,
         min_confidence: float | None = None,
+        face_check: bool = True,
     ):
         self.min_confidence = check_min_confidence(min_confidence)
 
         self.predictor = Predictor.from_run(model, device=device, tta=tta, backend=backend)
+        # YuNet faces go through the face check (ferkit.face_check), which was tuned together
+        # with a lower YuNet threshold: more candidates, the false ones rejected.
+        self.face_check = bundled_face_check() if face_check and detector == "yunet" else None
+        self.score_threshold = self.face_check and self.face_check.detector_score_threshold
         # OpenCV detectors are not documented as thread-safe: each thread gets its own.
         self._local = threading.local()
-        self._local.detector = create_detector(detector, detector_model, offline)
+        self._local.detector = create_detector(
+            detector, detector_model, offline, score_threshold=self.score_threshold
+        )
+        if self._local.detector.name != "yunet":  # fell back to Haar: no landmarks to check
+            self.face_check = None
         # Threads' detectors reuse what this one resolved (yunet: the file checked or
         # downloaded once; haar after a fallback), so they never download, re-hash or re-warn.
         self.detector_name = self._local.detector.name
@@ -177,8 +187,41 @@ class Analyzer:
     def detector(self):
         """This thread's detector (created on first use in the thread)."""
         if not hasattr(self._local, "detector"):
-            self._local.detector = create_detector(self.detector_name, self.detector_model)
+            self._local.detector = create_detector(
+                self.detector_name, self.detector_model, score_threshold=self.score_threshold
+            )
         return self._local.detector
+
+    def find_faces(self, images: list[np.ndarray]):
+        """Per image: (faces found, their classifier crops, false faces the check rejected).
+
+        The rejected count is None when no face check ran (``face_check=False``, or a
+        detector other than YuNet).
+        """
+        detector, size = self.detector, self.predictor.input_size
+        boxes = [detector.detect(image) for image in images]
+        crops = [[
+            # A whole-image "detection" is a face crop: exactly the Predictor's preprocessing.
+            to_face_array(image, size) if detector.name == "none" else face_crop(
+                image, box, size, self.margin, self.align)
+            for box in image_boxes] for image, image_boxes in zip(images, boxes)]  # fmt: skip
+        if self.face_check is None:
+            return boxes, crops, [None] * len(images)
+        # The check reads aligned 48x48 crops (the classifier's own when they are that), all
+        # of the images' at once.
+        same = self.align and size == FACE_CHECK_SIZE
+        check_crops = [crop if same else face_crop(image, box, FACE_CHECK_SIZE)
+                       for image, image_boxes, image_crops in zip(images, boxes, crops)
+                       for box, crop in zip(image_boxes, image_crops)]  # fmt: skip
+        keep = self.face_check.accepts(np.stack(check_crops)) if check_crops else []
+        rejected, position = [], 0
+        for index, image_boxes in enumerate(boxes):
+            kept = np.asarray(keep[position : position + len(image_boxes)], bool)
+            position += len(image_boxes)
+            boxes[index] = [box for box, box_kept in zip(image_boxes, kept) if box_kept]
+            crops[index] = [crop for crop, box_kept in zip(crops[index], kept) if box_kept]
+            rejected.append(int(np.sum(~kept)))
+        return boxes, crops, rejected
 
     def analyze_images(
         self, images: list[np.ndarray], sources: list[str], min_confidence: float | None = None
@@ -190,16 +233,8 @@ class Analyzer:
         """
         if min_confidence is None:
             min_confidence = self.min_confidence
-        detector = self.detector
-        boxes = [detector.detect(image) for image in images]
-        size = self.predictor.input_size
-        crops = [
-            # A whole-image "detection" is a face crop: exactly the Predictor's preprocessing.
-            to_face_array(image, size) if detector.name == "none" else face_crop(
-                image, box, size, self.margin, self.align)
-            for image, image_boxes in zip(images, boxes)
-            for box in image_boxes
-        ]  # fmt: skip
+        boxes, crops, rejected = self.find_faces(images)
+        crops = [crop for image_crops in crops for crop in image_crops]
         faces = []
         if crops:
             probabilities = self.predictor.predict_proba(np.stack(crops), self.batch_size)
@@ -208,11 +243,12 @@ class Analyzer:
                 probabilities, self.predictor.class_names, min_confidence, boxes=every_box
             )
         results, position = [], 0
-        for image, image_boxes, source in zip(images, boxes, sources):
+        for image, image_boxes, source, image_rejected in zip(images, boxes, sources, rejected):
             image_faces = faces[position : position + len(image_boxes)]
             position += len(image_boxes)
             results.append(MediaResult(source, image.shape[1], image.shape[0], image_faces,
-                                       detector=detector.name))  # fmt: skip
+                                       detector=self.detector_name,
+                                       rejected_faces=image_rejected))  # fmt: skip
         return results
 
     def analyze_image(
@@ -370,6 +406,7 @@ def analyze(
     smoothing: float = DEFAULT_SMOOTHING,
     min_confidence: float | None = None,
     log=None,
+    face_check: bool = True,
 ) -> tuple[list[MediaResult], list[str]]:
     """Analyse images, folders, globs and videos; ``ferkit predict``'s Python twin.
 
@@ -380,7 +417,9 @@ def analyze(
     probabilities smoothed over time (``smoothing``, 0 = off; photos are never smoothed); with
     ``save``, each video also gets ``<stem>_tracks.csv``/``.json`` and ``<stem>_timeline.png``.
     ``detector`` defaults to YuNet (Haar with a warning when its file cannot be had and
-    downloads are off, ``offline``); ``align`` crops faces from their landmarks.
+    downloads are off, ``offline``); ``align`` crops faces from their landmarks;
+    ``face_check`` (YuNet only) asks YuNet for more candidates and drops those the face check
+    (:mod:`ferkit.face_check`) finds are not faces, counting them in ``rejected_faces``.
     ``log`` (a callable taking one line), when given, is told which inference engine runs
     and why (``--verbose``).
 
@@ -397,7 +436,7 @@ def analyze(
     files, errors = expand_inputs(inputs)
     analyzer = Analyzer(
         model, detector, detector_model, margin, device, tta, batch_size, backend, offline, align,
-        min_confidence,
+        min_confidence, face_check,
     )  # fmt: skip
     if log is not None:
         from ferkit.int8 import describe_backend

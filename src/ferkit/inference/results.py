@@ -123,6 +123,8 @@ class MediaResult:
     frame: int | None = None
     timestamp: float | None = None
     detector: str | None = None  # the detector that ran (after any fallback)
+    #: Detections the face check rejected as not faces (None: no check ran).
+    rejected_faces: int | None = None
 
     def to_dict(self) -> dict:
         """JSON-able form."""
@@ -131,6 +133,8 @@ class MediaResult:
         if self.frame is not None:
             result.update(frame=self.frame, timestamp=self.timestamp)
         result["faces"] = [face.to_dict() for face in self.faces]
+        if self.rejected_faces is not None:
+            result["rejected_faces"] = self.rejected_faces
         return result
 
 

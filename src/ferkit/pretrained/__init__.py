@@ -2,6 +2,7 @@
 
 Each bundled model is ``NAME.safetensors`` plus its ``NAME.json`` model card in this folder;
 the card records the data, recipe, command, commit and measured accuracy it came from.
+``face-check.*`` is not a ``--model``: it is the face check of :mod:`ferkit.face_check`.
 """
 
 from __future__ import annotations

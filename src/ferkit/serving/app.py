@@ -31,6 +31,7 @@ class ServeConfig:
     detector_model: str | None = None  # model file for the yunet detector
     offline: bool = False  # yunet without detector_model: never download the zoo model
     align: bool = True  # align faces from their landmarks (yunet) before classifying
+    face_check: bool = True  # yunet: more candidates, false faces dropped (ferkit.face_check)
     host: str = "127.0.0.1"  # interface to listen on
     port: int = 8000  # TCP port
     max_upload_mb: float = 10.0  # larger uploads get 413
@@ -181,6 +182,7 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
     analyzer = analyzer or Analyzer(
         config.model, config.detector, config.detector_model, device=config.device,
         backend=config.backend, offline=config.offline, align=config.align,
+        face_check=config.face_check,
     )  # fmt: skip
     card = analyzer.predictor.card
     model_info = {
@@ -189,6 +191,7 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
         "class_names": list(analyzer.predictor.class_names),
         "ferkit_version": __version__,
         "detector": analyzer.detector_name,  # the one that runs (after any fallback)
+        "face_check": analyzer.face_check is not None,  # YuNet's false faces dropped
         # Which engine runs and why (auto: INT8 on VNNI/AMX CPUs for the bundled models).
         "inference": backend_info(analyzer.predictor),
     }

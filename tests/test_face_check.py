@@ -1,0 +1,116 @@
+"""Tests for ferkit.face_check (the bundled face vs false-face CNN) and the pipeline with it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from ferkit.alignment import face_crop
+from ferkit.detection import YUNET_SCORE_THRESHOLD, YuNetDetector
+from ferkit.errors import FerkitError
+from ferkit.face_check import (
+    FACE_CHECK_STEM,
+    FaceCheck,
+    bundled_face_check,
+    face_check_network,
+    standardize_crops,
+)
+
+skimage_data = pytest.importorskip("skimage.data")
+
+ASTRONAUT_HEAD = (137, 26, 175, 175)  # x, y, w, h: the face with 40 px of head around it
+
+
+@pytest.fixture(scope="module")
+def text_scene():
+    """scikit-image's handwritten page (YuNet sees a 0.79 "face" in it) with the astronaut's
+    head pasted at the bottom right: one real face."""
+    page = cv2.resize(skimage_data.text(), (640, 480), interpolation=cv2.INTER_AREA)
+    head_x, head_y, side, _ = ASTRONAUT_HEAD
+    head = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2GRAY)[
+        head_y : head_y + side, head_x : head_x + side
+    ]
+    head = cv2.resize(head, (120, 120), interpolation=cv2.INTER_AREA)
+    scene = page.copy()
+    scene[340:460, 500:620] = head
+    return scene
+
+
+def test_network_and_standardisation():
+    import torch
+
+    assert face_check_network(4)(torch.zeros(3, 1, 48, 48)).shape == (3, 1)
+    rng = np.random.default_rng(0)
+    crop = rng.integers(40, 200, (1, 48, 48)).astype(np.uint8)
+    # Exposure and contrast do not change what the check sees (up to the flat-crop guard,
+    # which shrinks a low-contrast crop by a few percent).
+    dimmer = (crop.astype(np.float32) * 0.5 + 20).astype(np.uint8)
+    seen, seen_dimmer = standardize_crops(crop).flatten(), standardize_crops(dimmer).flatten()
+    assert abs(seen.mean()) < 1e-5 and abs(seen_dimmer.mean()) < 1e-5
+    assert torch.corrcoef(torch.stack([seen, seen_dimmer]))[0, 1] > 0.999
+    assert 0.9 < seen_dimmer.std() / seen.std() < 1.0
+
+
+def test_bundled_card_holds_the_thresholds_and_their_selection():
+    check = bundled_face_check()
+    assert check is bundled_face_check()  # loaded once
+    card = json.loads(FACE_CHECK_STEM.with_suffix(".json").read_text())
+    assert card["format"] == "ferkit-face-check"
+    assert 0 < check.detector_score_threshold < YUNET_SCORE_THRESHOLD
+    selection = card["selection"]
+    assert selection["exactly_one_face"] > selection["exactly_one_face_yunet_0.6_without_check"]
+
+
+def test_blank_and_noise_crops_are_not_faces():
+    rng = np.random.default_rng(1)
+    crops = np.stack([
+        np.zeros((48, 48), np.uint8),
+        np.full((48, 48), 255, np.uint8),
+        rng.integers(0, 256, (48, 48)).astype(np.uint8),
+        cv2.GaussianBlur(rng.integers(0, 256, (48, 48)).astype(np.uint8), (0, 0), 3),
+    ])  # fmt: skip
+    assert not bundled_face_check().accepts(crops).any()
+
+
+def test_bad_crops_and_bad_files_are_clear_errors(tmp_path):
+    with pytest.raises(FerkitError, match=r"\(N, 48, 48\) crops, got shape \(2, 32, 32\)"):
+        bundled_face_check().logits(np.zeros((2, 32, 32), np.uint8))
+    assert bundled_face_check().logits(np.zeros((0, 48, 48), np.uint8)).shape == (0,)
+    stem = tmp_path / "broken"
+    shutil.copy(FACE_CHECK_STEM.with_suffix(".json"), stem.with_suffix(".json"))
+    stem.with_suffix(".safetensors").write_bytes(b"not weights")
+    with pytest.raises(FerkitError, match="broken: not a usable face check"):
+        FaceCheck(stem)
+
+
+def test_the_astronaut_is_a_face_and_the_handwriting_is_not(shared_yunet, text_scene):
+    detector = YuNetDetector(shared_yunet, score_threshold=YUNET_SCORE_THRESHOLD)
+    boxes = detector.detect(text_scene)
+    # Without the check YuNet keeps both: the real face and a large false one on the page.
+    assert len(boxes) == 2
+    is_astronaut = [box.x > 450 and box.y > 300 for box in boxes]
+    assert sorted(is_astronaut) == [False, True]
+    verdicts = bundled_face_check().accepts(np.stack([face_crop(text_scene, box)
+                                                       for box in boxes]))  # fmt: skip
+    assert verdicts.tolist() == is_astronaut
+
+
+def test_the_pipeline_keeps_the_face_and_counts_the_false_one(shared_yunet, text_scene):
+    from ferkit.inference.pipeline import Analyzer
+
+    checked = Analyzer("small", "yunet", shared_yunet, backend="torch").analyze_image(text_scene)
+    assert len(checked.faces) == 1 and checked.faces[0].box.x > 450
+    assert checked.rejected_faces >= 1
+    assert checked.to_dict()["rejected_faces"] == checked.rejected_faces
+    unchecked = Analyzer(
+        "small", "yunet", shared_yunet, backend="torch", face_check=False
+    ).analyze_image(text_scene)
+    assert len(unchecked.faces) == 2 and unchecked.rejected_faces is None
+    assert "rejected_faces" not in unchecked.to_dict()
+    # Other detectors have no landmarks to align by: no check runs.
+    haar = Analyzer("small", "haar", backend="torch").analyze_image(text_scene)
+    assert haar.rejected_faces is None
