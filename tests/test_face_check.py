@@ -114,3 +114,25 @@ def test_the_pipeline_keeps_the_face_and_counts_the_false_one(shared_yunet, text
     # Other detectors have no landmarks to align by: no check runs.
     haar = Analyzer("small", "haar", backend="torch").analyze_image(text_scene)
     assert haar.rejected_faces is None
+
+
+def test_predict_says_what_the_check_dropped_and_can_turn_it_off(
+    shared_yunet, text_scene, tmp_path, capsys
+):
+    from PIL import Image
+
+    from ferkit.cli import main
+
+    photo = tmp_path / "page.png"
+    Image.fromarray(text_scene).save(photo)
+    common = [str(photo), "--model", "small", "--backend", "torch", "--no-progress", "--json"]
+    assert main(["predict", *common, "--detector-model", str(shared_yunet)]) == 0
+    checked = capsys.readouterr()
+    (record,) = json.loads(checked.out)
+    assert len(record["faces"]) == 1 and record["rejected_faces"] >= 1
+    assert f"the face check dropped {record['rejected_faces']} false face(s)" in checked.err
+    assert main(["predict", *common, "--detector-model", str(shared_yunet), "--no-face-check"]) == 0
+    unchecked = capsys.readouterr()
+    (record,) = json.loads(unchecked.out)
+    assert len(record["faces"]) == 2 and "rejected_faces" not in record
+    assert "face check" not in unchecked.err

@@ -185,7 +185,9 @@ def test_the_detector_is_named_and_landmarks_map_back_to_the_upload(client):
     from conftest import SHARED_YUNET
 
     detector = "yunet" if SHARED_YUNET.is_file() else "haar"  # Haar: the offline fallback
-    assert client.get("/v1/model").json()["model"]["detector"] == detector
+    model = client.get("/v1/model").json()["model"]
+    # The face check runs with YuNet only (it reads crops aligned from YuNet's landmarks).
+    assert model["detector"] == detector and model["face_check"] == (detector == "yunet")
     small = client.post("/v1/predict", content=png_bytes(skimage_data.astronaut())).json()
     big = np.asarray(Image.fromarray(skimage_data.astronaut()).resize((1024, 1024)))
     large = client.post("/v1/predict", content=jpeg_bytes(big)).json()  # downscaled to 800
