@@ -171,9 +171,12 @@ def test_ctrl_c_saves_and_resume_finishes(workspace, environment):
         sys.executable, "-m", "ferkit", "train", str(folder / "faces.csv"), "--out", str(run),
         "--epochs", "15", "--batch-size", "32", "--no-progress", *TINY_MODEL_ARGS,
     ]  # fmt: skip
+    # A test run launched in the background of a non-interactive shell inherits SIGINT
+    # ignored, and Python keeps it ignored: give the trainer the default disposition back.
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
-    )
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     state = run / "last" / "state.json"
     deadline = time.monotonic() + 120
     while not state.exists() and time.monotonic() < deadline and process.poll() is None:
