@@ -197,6 +197,11 @@ class Analyzer:
 
         The rejected count is None when no face check ran (``face_check=False``, or a
         detector other than YuNet).
+
+        Example:
+            >>> boxes, crops, rejected = Analyzer("small").find_faces([photo])  # doctest: +SKIP
+            >>> len(boxes[0]), crops[0][0].shape, rejected[0]  # doctest: +SKIP
+            (1, (48, 48), 0)
         """
         detector, size = self.detector, self.predictor.input_size
         boxes = [detector.detect(image) for image in images]
