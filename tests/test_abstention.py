@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from ferkit.abstention import (
@@ -17,11 +16,9 @@ from ferkit.abstention import (
     threshold_table,
 )
 from ferkit.calibration import softmax
-from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.data import FER2013_CLASS_NAMES
 from ferkit.errors import FerkitError
 from ferkit.inference import Predictor
-from ferkit.models import create_model
 
 
 def test_decide_labels_confidence_margin_and_uncertain():
@@ -71,13 +68,9 @@ def test_threshold_table_counts_answered_faces():
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("run")
-    torch.manual_seed(0)
-    model = create_model("seed", channels=[4, 8, 4]).eval()
-    card = make_model_card(model, FER2013_CLASS_NAMES, {"mean": 0.5, "std": 0.25})
-    save_checkpoint(model, folder / "best", card)
-    return folder
+def run_dir(tiny_run):
+    """The session-wide tiny model run (conftest)."""
+    return tiny_run
 
 
 def test_predictor_min_confidence_yields_uncertain(run_dir):
