@@ -136,3 +136,68 @@ def test_predict_says_what_the_check_dropped_and_can_turn_it_off(
     (record,) = json.loads(unchecked.out)
     assert len(record["faces"]) == 2 and "rejected_faces" not in record
     assert "face check" not in unchecked.err
+
+
+class _OneFaceAt:
+    """A detector that always finds one face at fixed coordinates of whatever image it gets."""
+
+    name = "fixed"
+
+    def __init__(self, box):
+        self.box, self.shapes = box, []
+
+    def detect(self, image):
+        self.shapes.append(np.asarray(image).shape)
+        return [self.box]
+
+
+def test_detect_rotated_maps_landmarks_and_boxes_back_to_the_photo():
+    from ferkit.detection import FaceBox, detect_rotated
+
+    landmarks = ((5.0, 10.0), (15.0, 10.0), (10.0, 15.0), (6.0, 20.0), (14.0, 20.0))
+    detector = _OneFaceAt(FaceBox(0, 5, 20, 20, 0.7, landmarks))
+    (face,) = detect_rotated(detector, np.zeros((40, 60), np.uint8), 90.0)
+    # Turned a quarter counter-clockwise, the 60x40 photo is 40 wide and 60 high, and the
+    # turned copy's (x, y) is the photo's (60 - y, x).
+    assert detector.shapes == [(60, 40)]
+    assert np.allclose(face.landmarks, [(60 - y, x) for x, y in landmarks], atol=1e-6)
+    assert (face.x, face.y, face.width, face.height, face.score) == (35, 0, 20, 20, 0.7)
+
+
+def _turned_head(angle: float):
+    """(photo, head mask): the astronaut's head (120 px) turned by ``angle`` degrees on a plain
+    gray 640x480 photo, and where it is."""
+    head_x, head_y, side, _ = ASTRONAUT_HEAD
+    head = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2GRAY)[
+        head_y : head_y + side, head_x : head_x + side
+    ]
+    head = cv2.resize(head, (120, 120), interpolation=cv2.INTER_AREA)
+    patch, mask = np.zeros((180, 180), np.uint8), np.zeros((180, 180), np.uint8)
+    patch[30:150, 30:150], mask[30:150, 30:150] = head, 255
+    matrix = cv2.getRotationMatrix2D((90, 90), angle, 1.0)
+    patch = cv2.warpAffine(patch, matrix, (180, 180))
+    mask = cv2.warpAffine(mask, matrix, (180, 180), flags=cv2.INTER_NEAREST)
+    photo, where = np.full((480, 640), 128, np.uint8), np.zeros((480, 640), bool)
+    photo[200:380, 300:480][mask > 0] = patch[mask > 0]
+    where[200:380, 300:480] = mask > 0
+    return photo, where
+
+
+def test_a_face_missed_upright_is_found_in_a_turned_copy(shared_yunet):
+    from ferkit.inference.pipeline import Analyzer
+
+    photo, head = _turned_head(78.0)  # YuNet 2023mar finds this head only in a turned copy
+    analyzer = Analyzer("small", "yunet", shared_yunet, backend="torch")
+    assert analyzer.face_check.search_angles  # the bundled card has them
+    (boxes,), (crops,), _ = analyzer.find_faces([photo])
+    assert len(boxes) == 1 and len(crops) == 1
+    (face,) = boxes
+    assert head[round(face.y + face.height / 2), round(face.x + face.width / 2)]
+    # The landmarks came back into the photo, onto the head.
+    assert all(head[round(y), round(x)] for x, y in face.landmarks)
+    # Without the second look nothing is found.
+    first_look_only = FaceCheck()
+    first_look_only.search_angles = ()
+    analyzer.face_check = first_look_only
+    (boxes,), _, _ = analyzer.find_faces([photo])
+    assert boxes == []

@@ -367,3 +367,62 @@ def crop_face(
         padding = [(pad_top, pad_bottom), (pad_left, pad_right)] + [(0, 0)] * (image.ndim - 2)
         region = np.pad(region, padding, mode="edge")
     return to_face_array(region, size)
+
+
+def detect_rotated(detector, image: np.ndarray, angle: float) -> list[FaceBox]:
+    """Faces ``detector`` finds in ``image`` turned by ``angle`` degrees, in ``image``'s pixels.
+
+    The turned copy keeps the whole image (its canvas grows to hold the corners; the border
+    repeats edge pixels). Landmarks map back exactly; a box comes back as the upright box of
+    the same size around the mapped centre. YuNet finds some faces only in a turned copy
+    (the pipeline looks there when it found none, :mod:`ferkit.face_check`'s card).
+
+    Args:
+        detector: anything with ``detect(image) -> list[FaceBox]``.
+        image: uint8 gray or RGB photo.
+        angle: degrees, counter-clockwise (OpenCV's convention).
+
+    Example:
+        >>> import numpy as np
+        >>> # The whole turned copy (40 wide, 60 high) as one box, centred on the photo's centre:
+        >>> detect_rotated(WholeImageDetector(), np.zeros((40, 60), np.uint8), 90.0)
+        [FaceBox(x=10, y=-10, width=40, height=60, score=1.0, landmarks=None)]
+    """
+    import cv2
+
+    image = np.asarray(image)
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    cosine, sine = abs(matrix[0, 0]), abs(matrix[0, 1])
+    # (The small tolerance keeps a right angle's 1e-16 of rounding from adding a pixel.)
+    turned_width = int(np.ceil(height * sine + width * cosine - 1e-6))
+    turned_height = int(np.ceil(height * cosine + width * sine - 1e-6))
+    matrix[:, 2] += (turned_width - width) / 2, (turned_height - height) / 2
+    turned = cv2.warpAffine(np.ascontiguousarray(image), matrix, (turned_width, turned_height),
+                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    back = cv2.invertAffineTransform(matrix)
+    faces = []
+    for box in detector.detect(turned):
+        centre = back[:, :2] @ (box.x + box.width / 2, box.y + box.height / 2) + back[:, 2]
+        landmarks = None if box.landmarks is None else tuple(
+            map(tuple, np.asarray(box.landmarks, np.float64) @ back[:, :2].T + back[:, 2]))  # fmt: skip
+        faces.append(FaceBox(round(centre[0] - box.width / 2), round(centre[1] - box.height / 2),
+                             box.width, box.height, box.score, landmarks))  # fmt: skip
+    return faces
+
+
+def non_maximum_suppression(boxes: list[FaceBox], overlap: float = 0.3) -> list[FaceBox]:
+    """``boxes`` without those overlapping a higher-scoring one by more than ``overlap`` (IoU).
+
+    Example:
+        >>> boxes = [FaceBox(0, 0, 10, 10, 0.5), FaceBox(1, 0, 10, 10, 0.9)]
+        >>> non_maximum_suppression(boxes)
+        [FaceBox(x=1, y=0, width=10, height=10, score=0.9, landmarks=None)]
+    """
+    import cv2
+
+    if not boxes:
+        return []
+    kept = cv2.dnn.NMSBoxes([[box.x, box.y, box.width, box.height] for box in boxes],
+                            [box.score for box in boxes], 0.0, overlap)  # fmt: skip
+    return [boxes[index] for index in np.asarray(kept, int).reshape(-1)]

@@ -116,6 +116,12 @@ class FaceCheck:
         self.threshold = float(self.card["threshold"])
         #: YuNet's score threshold to use with this check (more candidates than without).
         self.detector_score_threshold = float(self.card["detector_score_threshold"])
+        #: Where the check leaves a photo with no face, the pipeline looks again in copies
+        #: turned by these angles (degrees; none for cards without them).
+        self.search_angles = tuple(float(angle) for angle in self.card.get("search_angles", ()))
+        #: YuNet's score threshold in that second look (stricter: more looks, more chances
+        #: for a false face).
+        self.search_score_threshold = float(self.card.get("search_score_threshold", 0.6))
         self._torch = torch
 
     def logits(self, crops: np.ndarray) -> np.ndarray:

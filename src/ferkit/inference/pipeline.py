@@ -19,7 +19,12 @@ import numpy as np
 
 from ferkit.abstention import check_min_confidence
 from ferkit.alignment import face_crop
-from ferkit.detection import DEFAULT_DETECTOR, create_detector
+from ferkit.detection import (
+    DEFAULT_DETECTOR,
+    create_detector,
+    detect_rotated,
+    non_maximum_suppression,
+)
 from ferkit.errors import FerkitError
 from ferkit.face_check import FACE_CHECK_SIZE, bundled_face_check
 from ferkit.inference.predictor import Predictor
@@ -195,8 +200,10 @@ class Analyzer:
     def find_faces(self, images: list[np.ndarray]):
         """Per image: (faces found, their classifier crops, false faces the check rejected).
 
-        The rejected count is None when no face check ran (``face_check=False``, or a
-        detector other than YuNet).
+        With the face check, an image left with no face is searched again in copies turned
+        by the check's ``search_angles`` (YuNet finds some faces, upright ones too, only
+        there); the rejected count covers both looks. It is None when no face check ran
+        (``face_check=False``, or a detector other than YuNet).
 
         Example:
             >>> boxes, crops, rejected = Analyzer("small").find_faces([photo])  # doctest: +SKIP
@@ -205,28 +212,54 @@ class Analyzer:
         """
         detector, size = self.detector, self.predictor.input_size
         boxes = [detector.detect(image) for image in images]
-        crops = [[
-            # A whole-image "detection" is a face crop: exactly the Predictor's preprocessing.
-            to_face_array(image, size) if detector.name == "none" else face_crop(
-                image, box, size, self.margin, self.align)
-            for box in image_boxes] for image, image_boxes in zip(images, boxes)]  # fmt: skip
         if self.face_check is None:
+            crops = [[
+                # A whole-image "detection" is a face crop: exactly the Predictor's preprocessing.
+                to_face_array(image, size) if detector.name == "none" else face_crop(
+                    image, box, size, self.margin, self.align)
+                for box in image_boxes] for image, image_boxes in zip(images, boxes)]  # fmt: skip
             return boxes, crops, [None] * len(images)
-        # The check reads aligned 48x48 crops (the classifier's own when they are that), all
-        # of the images' at once.
+        boxes, check_crops, rejected = self._checked(images, boxes)
+        empty = [index for index, image_boxes in enumerate(boxes) if not image_boxes]
+        if empty and self.face_check.search_angles:
+            least = self.face_check.search_score_threshold
+            turned = [[box for angle in self.face_check.search_angles
+                       for box in detect_rotated(detector, images[index], angle)
+                       if box.score >= least] for index in empty]  # fmt: skip
+            found, found_crops, found_rejected = self._checked(
+                [images[index] for index in empty], turned
+            )
+            for index, image_boxes, image_crops, count in zip(
+                empty, found, found_crops, found_rejected
+            ):
+                # One face found in both turned copies is kept once (the higher score).
+                kept = non_maximum_suppression(image_boxes)
+                pairs = [pair for pair in zip(image_boxes, image_crops) if pair[0] in kept]
+                boxes[index] = [box for box, _ in pairs]
+                check_crops[index] = [crop for _, crop in pairs]
+                rejected[index] += count
+        # The check reads aligned 48x48 crops: the classifier's own when they are that.
         same = self.align and size == FACE_CHECK_SIZE
-        check_crops = [crop if same else face_crop(image, box, FACE_CHECK_SIZE)
-                       for image, image_boxes, image_crops in zip(images, boxes, crops)
-                       for box, crop in zip(image_boxes, image_crops)]  # fmt: skip
-        keep = self.face_check.accepts(np.stack(check_crops)) if check_crops else []
-        rejected, position = [], 0
-        for index, image_boxes in enumerate(boxes):
-            kept = np.asarray(keep[position : position + len(image_boxes)], bool)
-            position += len(image_boxes)
-            boxes[index] = [box for box, box_kept in zip(image_boxes, kept) if box_kept]
-            crops[index] = [crop for crop, box_kept in zip(crops[index], kept) if box_kept]
-            rejected.append(int(np.sum(~kept)))
+        crops = check_crops if same else [
+            [face_crop(image, box, size, self.margin, self.align) for box in image_boxes]
+            for image, image_boxes in zip(images, boxes)]  # fmt: skip
         return boxes, crops, rejected
+
+    def _checked(self, images: list[np.ndarray], boxes: list[list]):
+        """(boxes the face check accepts, their aligned 48x48 crops, rejected count) per
+        image, all crops checked in one batch."""
+        check_crops = [[face_crop(image, box, FACE_CHECK_SIZE) for box in image_boxes]
+                       for image, image_boxes in zip(images, boxes)]  # fmt: skip
+        flat = [crop for image_crops in check_crops for crop in image_crops]
+        keep = self.face_check.accepts(np.stack(flat)) if flat else np.zeros(0, bool)
+        kept_boxes, kept_crops, rejected, position = [], [], [], 0
+        for image_boxes, image_crops in zip(boxes, check_crops):
+            kept = keep[position : position + len(image_boxes)]
+            position += len(image_boxes)
+            kept_boxes.append([box for box, accepted in zip(image_boxes, kept) if accepted])
+            kept_crops.append([crop for crop, accepted in zip(image_crops, kept) if accepted])
+            rejected.append(int(np.sum(~kept)))
+        return kept_boxes, kept_crops, rejected
 
     def analyze_images(
         self, images: list[np.ndarray], sources: list[str], min_confidence: float | None = None
