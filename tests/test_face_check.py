@@ -63,6 +63,10 @@ def test_bundled_card_holds_the_thresholds_and_their_selection():
     assert 0 < check.detector_score_threshold < YUNET_SCORE_THRESHOLD
     selection = card["selection"]
     assert selection["exactly_one_face"] > selection["exactly_one_face_yunet_0.6_without_check"]
+    # The second look (turned copies) was chosen by benchmarks/face_search.py and helped there.
+    assert check.search_angles and check.search_score_threshold == YUNET_SCORE_THRESHOLD
+    search = card["search_selection"]
+    assert search["exactly_one_face"] > search["exactly_one_face_first_look"]
 
 
 def test_blank_and_noise_crops_are_not_faces():

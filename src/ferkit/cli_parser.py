@@ -53,7 +53,8 @@ def _add_detector_options(parser: argparse.ArgumentParser) -> None:
         "--no-face-check",
         action="store_true",
         help="keep every YuNet detection scoring 0.6 or more instead of asking for more "
-        "candidates and dropping those the face check finds are not faces",
+        "candidates, dropping those the face check finds are not faces and looking again in "
+        "turned copies of a photo where none is found",
     )
 
 

@@ -16,6 +16,11 @@ generated scenes: no benchmark photo and no validation face was used. Its logit 
 rejects 1 % of held-out Training faces as YuNet finds them in real pictures the benchmarks do
 not use; YuNet's score threshold (0.3) was set on the validation scenes (docs/benchmarks.md,
 "The face check").
+
+Where the check leaves a photo with no face, the pipeline looks a second time, in copies of
+the photo turned by the card's ``search_angles`` (YuNet finds some faces only there), keeping
+candidates YuNet scores at least ``search_score_threshold`` that the check accepts; the angles
+were chosen by ``benchmarks/face_search.py`` on the same kind of non-benchmark pictures.
 """
 
 from __future__ import annotations
