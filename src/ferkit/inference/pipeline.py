@@ -210,40 +210,42 @@ class Analyzer:
             >>> len(boxes[0]), crops[0][0].shape, rejected[0]  # doctest: +SKIP
             (1, (48, 48), 0)
         """
-        detector, size = self.detector, self.predictor.input_size
-        boxes = [detector.detect(image) for image in images]
-        if self.face_check is None:
-            crops = [[
-                # A whole-image "detection" is a face crop: exactly the Predictor's preprocessing.
-                to_face_array(image, size) if detector.name == "none" else face_crop(
-                    image, box, size, self.margin, self.align)
-                for box in image_boxes] for image, image_boxes in zip(images, boxes)]  # fmt: skip
-            return boxes, crops, [None] * len(images)
-        boxes, check_crops, rejected = self._checked(images, boxes)
+        boxes = [self.detector.detect(image) for image in images]
+        check_crops, rejected = None, [None] * len(images)
+        if self.face_check is not None:
+            boxes, check_crops, rejected = self._checked(images, boxes)
+            if self.face_check.search_angles:
+                self._look_again(images, boxes, check_crops, rejected)
+        return boxes, self._classifier_crops(images, boxes, check_crops), rejected
+
+    def _look_again(self, images, boxes, check_crops, rejected) -> None:
+        """The check's second look, in place: YuNet in turned copies of the images the first
+        look left with no face (candidates scoring ``search_score_threshold`` or more)."""
         empty = [index for index, image_boxes in enumerate(boxes) if not image_boxes]
-        if empty and self.face_check.search_angles:
-            least = self.face_check.search_score_threshold
-            turned = [[box for angle in self.face_check.search_angles
-                       for box in detect_rotated(detector, images[index], angle)
-                       if box.score >= least] for index in empty]  # fmt: skip
-            found, found_crops, found_rejected = self._checked(
-                [images[index] for index in empty], turned
-            )
-            for index, image_boxes, image_crops, count in zip(
-                empty, found, found_crops, found_rejected
-            ):
-                # One face found in both turned copies is kept once (the higher score).
-                kept = non_maximum_suppression(image_boxes)
-                pairs = [pair for pair in zip(image_boxes, image_crops) if pair[0] in kept]
-                boxes[index] = [box for box, _ in pairs]
-                check_crops[index] = [crop for _, crop in pairs]
-                rejected[index] += count
-        # The check reads aligned 48x48 crops: the classifier's own when they are that.
-        same = self.align and size == FACE_CHECK_SIZE
-        crops = check_crops if same else [
-            [face_crop(image, box, size, self.margin, self.align) for box in image_boxes]
-            for image, image_boxes in zip(images, boxes)]  # fmt: skip
-        return boxes, crops, rejected
+        least = self.face_check.search_score_threshold
+        turned = [[box for angle in self.face_check.search_angles
+                   for box in detect_rotated(self.detector, images[index], angle)
+                   if box.score >= least] for index in empty]  # fmt: skip
+        found = zip(empty, *self._checked([images[index] for index in empty], turned))
+        for index, image_boxes, image_crops, count in found:
+            # One face found in several turned copies is kept once (the highest score).
+            kept = non_maximum_suppression(image_boxes)
+            pairs = [pair for pair in zip(image_boxes, image_crops) if pair[0] in kept]
+            boxes[index] = [box for box, _ in pairs]
+            check_crops[index] = [crop for _, crop in pairs]
+            rejected[index] += count
+
+    def _classifier_crops(self, images, boxes, check_crops) -> list[list[np.ndarray]]:
+        """The classifier's crop of every face: aligned where it has landmarks and alignment
+        is on, else the square box crop (the check's own crops when they are those)."""
+        size = self.predictor.input_size
+        if self.detector_name == "none":  # a whole-image "detection" is a face crop
+            return [[to_face_array(image, size) for _ in image_boxes]
+                    for image, image_boxes in zip(images, boxes)]  # fmt: skip
+        if check_crops is not None and self.align and size == FACE_CHECK_SIZE:
+            return check_crops  # the check read exactly the classifier's crops
+        return [[face_crop(image, box, size, self.margin, self.align) for box in image_boxes]
+                for image, image_boxes in zip(images, boxes)]  # fmt: skip
 
     def _checked(self, images: list[np.ndarray], boxes: list[list]):
         """(boxes the face check accepts, their aligned 48x48 crops, rejected count) per
