@@ -107,8 +107,14 @@ def second_look(candidates: dict, index: int, angles, threshold: float, score: f
 
 def is_the_face(boxes, centre, side) -> bool:
     """Exactly one face, within a third of the face's side of its centre."""
-    return len(boxes) == 1 and np.hypot(boxes[0].x + boxes[0].width / 2 - centre[0],
-                                        boxes[0].y + boxes[0].height / 2 - centre[1]) < side / 3
+    return (
+        len(boxes) == 1
+        and np.hypot(
+            boxes[0].x + boxes[0].width / 2 - centre[0],
+            boxes[0].y + boxes[0].height / 2 - centre[1],
+        )
+        < side / 3
+    )
 
 
 def main() -> None:
@@ -149,10 +155,20 @@ def main() -> None:
     results = []
     for angle_set, score in [((), 0.0)] + [
             (angle_set, score) for angle_set in ANGLE_SETS for score in SCORES]:  # fmt: skip
-        found = [second_look(candidates, position[index], angle_set, check.threshold, score)
-                 if index in position else first[index] for index in range(len(images))]
-        rate = float(np.mean([is_the_face(found[index], centre, side)
-                              for index, (_, centre, side) in enumerate(scenes)]))
+        found = [
+            second_look(candidates, position[index], angle_set, check.threshold, score)
+            if index in position
+            else first[index]
+            for index in range(len(images))
+        ]
+        rate = float(
+            np.mean(
+                [
+                    is_the_face(found[index], centre, side)
+                    for index, (_, centre, side) in enumerate(scenes)
+                ]
+            )
+        )
         added = float(np.mean([len(found[index]) for index in faceless])) - first_false
         results.append((rate, added, angle_set, score))
         print(f"{str(angle_set):<20} {score:11.2f} {rate:11.1%} {added:14.3f}")

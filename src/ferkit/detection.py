@@ -404,8 +404,10 @@ def detect_rotated(detector, image: np.ndarray, angle: float) -> list[FaceBox]:
     faces = []
     for box in detector.detect(turned):
         centre = back[:, :2] @ (box.x + box.width / 2, box.y + box.height / 2) + back[:, 2]
-        landmarks = None if box.landmarks is None else tuple(
-            map(tuple, np.asarray(box.landmarks, np.float64) @ back[:, :2].T + back[:, 2]))  # fmt: skip
+        landmarks = None
+        if box.landmarks is not None:
+            points = np.asarray(box.landmarks, np.float64) @ back[:, :2].T + back[:, 2]
+            landmarks = tuple(map(tuple, points))
         faces.append(FaceBox(round(centre[0] - box.width / 2), round(centre[1] - box.height / 2),
                              box.width, box.height, box.score, landmarks))  # fmt: skip
     return faces
