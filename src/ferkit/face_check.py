@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit.detection import YUNET_SCORE_THRESHOLD
 from ferkit.errors import FerkitError
 
 #: The bundled face check's files (``.safetensors`` weights, ``.json`` card).
@@ -126,7 +127,9 @@ class FaceCheck:
         self.search_angles = tuple(float(angle) for angle in self.card.get("search_angles", ()))
         #: YuNet's score threshold in that second look (stricter: more looks, more chances
         #: for a false face).
-        self.search_score_threshold = float(self.card.get("search_score_threshold", 0.6))
+        self.search_score_threshold = float(
+            self.card.get("search_score_threshold", YUNET_SCORE_THRESHOLD)
+        )
         self._torch = torch
 
     def logits(self, crops: np.ndarray) -> np.ndarray:
