@@ -32,7 +32,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from alignment import paste  # noqa: E402
-from train_face_check import generated_background, selection_backgrounds  # noqa: E402
+from train_face_check import (  # noqa: E402
+    generated_background,
+    selection_backgrounds,
+    split_training,
+)
 
 #: YuNet scores the second look was measured at; it keeps YuNet's own default (0.6): the lower
 #: first-look threshold (0.3) was set for one look, and the selection pictures have too few
@@ -46,9 +50,8 @@ def selection_photos(data: str, count: int, faceless: int, seed: int):
     from ferkit.data import load_fer2013
 
     dataset = load_fer2013(data)
-    # The same permutation and 10 % as train_face_check.py (its --seed 0).
-    training = np.random.default_rng(0).permutation(np.flatnonzero(dataset.usage == "Training"))
-    held_out = dataset.images[training[: len(training) // 10]]
+    # The same 10 % as the bundled check's training held out (its --seed 0).
+    _, held_out = split_training(dataset, np.random.default_rng(0))
     rng = np.random.default_rng(seed)
     backgrounds = selection_backgrounds()
     scenes = []

@@ -299,6 +299,14 @@ def choose_thresholds(
     }
 
 
+def split_training(dataset, rng) -> tuple[np.ndarray, np.ndarray]:
+    """(90 %, 10 % held out) of the Training faces, shuffled by ``rng`` (the script's own,
+    seeded by --seed: other scripts pass ``np.random.default_rng(0)`` to get the same split)."""
+    training = rng.permutation(np.flatnonzero(dataset.usage == "Training"))
+    held_out = int(len(training) * 0.1)
+    return dataset.images[training[held_out:]], dataset.images[training[:held_out]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/fer2013-train-publictest.csv.gz")
@@ -336,9 +344,8 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rng = np.random.default_rng(args.seed)
     dataset = load_fer2013(args.data)
-    training = rng.permutation(np.flatnonzero(dataset.usage == "Training"))
-    held_out = int(len(training) * 0.1)
-    faces, held_out_faces = dataset.images[training[held_out:]], dataset.images[training[:held_out]]
+    faces, held_out_faces = split_training(dataset, rng)
+    held_out = len(held_out_faces)
     detector = YuNetDetector(args.detector_model, score_threshold=0.1)
     started = time.time()
     if args.weights:
