@@ -2,15 +2,20 @@
 
 Usage:
     PYTHONPATH=src .venv/bin/python benchmarks/alignment.py [--faces 300] [--model default]
-        [--data ../shared/data/fer2013-train-publictest.csv.gz]
-        [--detector-model ../shared/models/face_detection_yunet_2023mar.onnx] [--no-face-check]
+        [--data PATH] [--detector-model ../shared/models/face_detection_yunet_2023mar.onnx]
+        [--no-face-check]
 
-FER2013 ``PublicTest`` faces (held out from training) are upscaled to 96-200 px and pasted at
-random positions into 640x480 real non-face photographs (benchmarks/detection.py's
-backgrounds), once upright and once rotated by a random angle in [-25, 25] degrees. Each scene
-goes through ``ferkit.inference.pipeline.Analyzer`` (YuNet, then the classifier) twice: with
-alignment (the default, crops from the landmarks) and without (square box crop with a 0.2
-margin). The reference is the same model on the original 48x48 crops ("direct").
+Validation faces (held out from training) in the model's own labels: for a FER+ model
+(``default``, ``small``) FER+ ``FER2013Valid`` with its majority votes, for a FER2013 model
+(``fer2013``) FER2013 ``PublicTest``. ``--data`` names either; in the other label set, classes
+are matched by name (a FER2013 model on FER+ votes: FER+'s Contempt faces left out). FER+
+Valid relabels FER2013's PublicTest faces (its PNGs in ../shared differ in contrast from the
+CSV's). The faces are upscaled to 96-200 px and pasted at random positions into 640x480 real
+non-face photographs (benchmarks/detection.py's backgrounds), once upright and once rotated by
+a random angle in [-25, 25] degrees. Each scene goes through
+``ferkit.inference.pipeline.Analyzer`` (YuNet, then the classifier) twice: with alignment (the
+default, crops from the landmarks) and without (square box crop with a 0.2 margin). The
+reference is the same model on the original 48x48 crops ("direct").
 
 Printed per condition: scenes where exactly one face was found at the pasted position,
 accuracy on those faces (pipeline vs direct on the same faces, their gap in points with its
@@ -65,9 +70,38 @@ def found_face(result, centre, side):
     return near[0] if len(result.faces) == 1 and len(near) == 1 else None
 
 
+def validation_faces(data: str | None, class_names: list[str]):
+    """(faces, labels, usage): validation faces labelled in ``class_names``' label set."""
+    from ferkit.data import load_fer2013
+    from ferkit.data.ferplus import load_ferplus
+
+    if data is None:
+        data = "../shared/data/" + (
+            "ferplus/FER2013Valid"
+            if "Contempt" in class_names
+            else "fer2013-train-publictest.csv.gz"
+        )
+    dataset = load_ferplus(data) if Path(data).is_dir() else load_fer2013(data)
+    if list(dataset.class_names) == class_names:
+        return dataset.images, dataset.labels, dataset.usage
+    # Another label set (a FER2013 model on FER+ votes): classes matched by name, faces of a
+    # class the model lacks (FER+'s Contempt) left out and counted.
+    index = np.array(
+        [class_names.index(n) if n in class_names else -1 for n in dataset.class_names]
+    )
+    labels = index[dataset.labels]
+    known = labels >= 0
+    print(f"{data}: {np.sum(~known)} faces of classes the model lacks left out")
+    return dataset.images[known], labels[known], dataset.usage[known]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/fer2013-train-publictest.csv.gz")
+    parser.add_argument(
+        "--data",
+        help="the validation faces (default: FER+ FER2013Valid for a FER+ model, else FER2013 "
+        "PublicTest, from ../shared/data)",
+    )
     parser.add_argument(
         "--detector-model", default="../shared/models/" + "face_detection_yunet_2023mar.onnx"
     )
@@ -78,14 +112,8 @@ def main() -> None:
     parser.add_argument("--no-face-check", action="store_true", help="YuNet alone (0.6)")
     args = parser.parse_args()
 
-    from ferkit.data import load_fer2013
     from ferkit.inference.pipeline import Analyzer
 
-    dataset = load_fer2013(args.data)
-    public = np.flatnonzero(dataset.usage == "PublicTest")
-    rng = np.random.default_rng(args.seed)
-    chosen = rng.choice(public, args.faces, replace=False)
-    faces, labels = dataset.images[chosen], dataset.labels[chosen]
     backgrounds = background_photos()
     analyzers = {
         align: Analyzer(
@@ -99,14 +127,19 @@ def main() -> None:
         for align in (True, False)
     }
     names = list(analyzers[True].predictor.class_names)
+    images, all_labels, usage = validation_faces(args.data, names)
+    public = np.flatnonzero(usage == "PublicTest")
+    rng = np.random.default_rng(args.seed)
+    chosen = rng.choice(public, min(args.faces, len(public)), replace=False)
+    faces, labels = images[chosen], all_labels[chosen]
     direct = analyzers[True].predictor.predict_proba(faces).argmax(1)
-    print(f"{args.faces} FER2013 PublicTest faces, model {args.model}, YuNet; direct accuracy "
-          f"on the original crops {np.mean(direct == labels):.1%}")  # fmt: skip
+    print(f"{len(chosen)} validation faces, model {args.model}, YuNet; "
+          f"direct accuracy on the original crops {np.mean(direct == labels):.1%}")  # fmt: skip
     print(f"{'scenes':<9} {'alignment':<9} {'1 face found':>12} {'pipeline':>9} {'direct':>7} "
           f"{'gap±se':>9} {'all faces':>9} {'ms/scene':>9}")  # fmt: skip
     for condition in ("upright", "rotated"):
-        angles = np.zeros(args.faces) if condition == "upright" else rng.uniform(
-            -args.max_angle, args.max_angle, args.faces)  # fmt: skip
+        angles = np.zeros(len(faces)) if condition == "upright" else rng.uniform(
+            -args.max_angle, args.max_angle, len(faces))  # fmt: skip
         scenes = [paste(backgrounds[index % len(backgrounds)], face, rng, angle)
                   for index, (face, angle) in enumerate(zip(faces, angles))]  # fmt: skip
         for align, analyzer in analyzers.items():
