@@ -8,7 +8,10 @@ copy the default detector falls back to Haar with a warning; YuNet-specific test
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,19 @@ SHARED_YUNET = (
 )  # fmt: skip
 
 os.environ["FERKIT_OFFLINE"] = "1"
+# What tests build into the cache (ONNX and INT8 variants, dataset caches) goes to a folder of
+# their own, removed at the end, never into the user's ~/.cache/ferkit.
+if not os.environ.get("FERKIT_CACHE_DIR"):
+    os.environ["FERKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="ferkit-tests-cache-")
+    atexit.register(shutil.rmtree, os.environ["FERKIT_CACHE_DIR"], ignore_errors=True)
 if SHARED_YUNET.is_file():
+    # $FERKIT_YUNET_MODEL (lookup step 2) is not hash-checked, and many tests give their
+    # subprocesses an empty cache of their own: so the file is checked here, once, with the
+    # checksum code users' files go through; tests/test_detector_files.py takes the cache path.
+    from ferkit.detector_files import YUNET_SHA256, file_sha256
+
+    if file_sha256(SHARED_YUNET) != YUNET_SHA256:
+        raise pytest.UsageError(f"{SHARED_YUNET}: not the pinned YuNet file (SHA-256 differs)")
     os.environ.setdefault("FERKIT_YUNET_MODEL", str(SHARED_YUNET))
 
 

@@ -112,6 +112,49 @@ def test_a_damaged_cached_file_is_refused_or_downloaded_again(zoo, cache):
     assert yunet_model_path(progress=False).read_bytes() == zoo.read_bytes()
 
 
+def test_a_damaged_cached_file_is_named_when_the_download_fails_too(zoo, cache, tmp_path,
+                                                                   monkeypatch):  # fmt: skip
+    cache.mkdir(parents=True)
+    (cache / YUNET_FILE_NAME).write_bytes(b"truncated")
+    monkeypatch.setattr(detector_files, "YUNET_URL", (tmp_path / "gone.onnx").as_uri())
+    with pytest.raises(DetectorUnavailable) as caught:
+        yunet_model_path(progress=False)
+    message = str(caught.value)
+    assert "damaged or replaced" in message and "could not download" in message
+    assert (cache / YUNET_FILE_NAME).read_bytes() == b"truncated"  # not half-replaced
+
+
+def test_the_download_progress_bar_follows_the_progress_setting(zoo, cache, capsys):
+    from ferkit.detector_files import _download
+
+    _download(cache / YUNET_FILE_NAME, progress=True)
+    assert "downloading" in capsys.readouterr().err
+    (cache / YUNET_FILE_NAME).unlink()
+    _download(cache / YUNET_FILE_NAME, progress=False)
+    assert "downloading" not in capsys.readouterr().err
+
+
+def test_the_pipeline_passes_no_progress_on_to_the_detector_file(monkeypatch, tiny_run):
+    from ferkit import detection
+    from ferkit.inference.pipeline import Analyzer
+
+    asked = []
+
+    def resolve(model_path=None, offline=False, progress=True):
+        asked.append(progress)
+        raise DetectorUnavailable("no file here")
+
+    monkeypatch.setattr(detection, "resolve_yunet_model", resolve)
+    with pytest.warns(FerkitWarning, match="Haar"):
+        Analyzer(tiny_run, "yunet", progress=False)
+    assert asked == [False]
+
+
+def test_a_yunet_file_given_with_another_detector_is_reported(shared_yunet):
+    with pytest.warns(FerkitWarning, match="not used with --detector haar"):
+        assert create_detector("haar", shared_yunet).name == "haar"
+
+
 def test_lookup_order_argument_then_environment_then_cache(cache, shared_yunet, tmp_path,
                                                            monkeypatch):  # fmt: skip
     with pytest.raises(DetectorUnavailable):

@@ -178,7 +178,9 @@ def test_explain_endpoint_returns_a_map_per_face(trained, test_faces, tmp_path):
     assert answer.status_code == 200, answer.text
     (face,) = answer.json()["faces"]
     assert face["method"] == "gradcam" and np.shape(face["saliency"]) == (48, 48)
-    assert face["crop"] == {"x": 50, "y": 0, "side": 100}  # the centred square of the image
+    # The centred square of the image, not turned.
+    assert face["crop"] == {"x": 50, "y": 0, "side": 100, "angle": 0.0}
+    assert answer.json()["detector"] == "none"
     occlusion = client.post("/v1/explain?method=occlusion", content=buffer.getvalue())
     assert occlusion.json()["faces"][0]["method"] == "occlusion"
     assert client.post("/v1/explain?method=lime", content=buffer.getvalue()).status_code == 400
@@ -205,3 +207,36 @@ def test_gradcam_hooks_ignore_other_threads_using_the_model(trained, test_faces)
     finally:
         for handle in handles:
             handle.remove()
+
+
+def test_explain_classifies_the_aligned_crop_predict_classifies(tiny_run, tmp_path, shared_yunet):
+    """The explained answer is predict's: same crop (aligned from YuNet's landmarks), same
+    probabilities, and the crop square (turned by the face's tilt) holds the landmarks."""
+    import cv2
+    from skimage import data as skimage_data
+
+    from ferkit.alignment import FER2013_LANDMARKS, similarity_transform
+    from ferkit.explain import explain
+    from ferkit.inference.pipeline import analyze
+
+    photo = tmp_path / "astronaut.png"
+    centre = (256, 256)
+    turned = cv2.warpAffine(skimage_data.astronaut(), cv2.getRotationMatrix2D(centre, 20, 1.0),
+                            (512, 512), borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+    Image.fromarray(turned).save(photo)
+    (predicted,), _ = analyze([photo], model=tiny_run, progress=False)
+    (explained,), errors = explain([photo], model=tiny_run, out=tmp_path / "out",
+                                   method="occlusion")  # fmt: skip
+    assert errors == [] and len(predicted.faces) == 1 and predicted.detector == "yunet"
+    face = predicted.faces[0]
+    for name, value in face.probabilities.items():
+        assert explained.probabilities[name] == pytest.approx(value, abs=1e-5)
+    x, y, side, angle = explained.crop
+    assert angle < -1  # the head turned counter-clockwise on screen: the square turns with it
+    # The square's corners land on the aligned crop's corners.
+    matrix = similarity_transform(face.landmarks, FER2013_LANDMARKS)
+    turn = cv2.getRotationMatrix2D((x + side / 2, y + side / 2), -angle, 1.0)
+    corners = np.array([[x, y], [x + side, y], [x + side, y + side], [x, y + side]])
+    corners = np.hstack([corners, np.ones((4, 1))]) @ turn.T
+    np.testing.assert_allclose(np.hstack([corners, np.ones((4, 1))]) @ matrix.T,
+                               [[0, 0], [48, 0], [48, 48], [0, 48]], atol=0.01)  # fmt: skip

@@ -203,6 +203,15 @@ CANVAS_CHANGES = """([crop, box]) => {
     const before = window.plainCanvas;
     const inside = (x, y, left, top, width, height) =>
         x >= left && x < left + width && y >= top && y < top + height;
+    // In the crop square, turned by crop.angle (clockwise) about its centre; 1.5 px of
+    // anti-aliased edge allowed.
+    const centreX = crop.x + crop.side / 2, centreY = crop.y + crop.side / 2;
+    const turn = -(crop.angle || 0) * Math.PI / 180, half = crop.side / 2 + 1.5;
+    const inCrop = (x, y) => {
+        const dx = x + 0.5 - centreX, dy = y + 0.5 - centreY;
+        return Math.abs(dx * Math.cos(turn) - dy * Math.sin(turn)) <= half
+            && Math.abs(dx * Math.sin(turn) + dy * Math.cos(turn)) <= half;
+    };
     let face = 0, facePixels = 0, outside = 0, changed = 0;
     for (let y = 0; y < canvas.height; y++) for (let x = 0; x < canvas.width; x++) {
         const i = 4 * (y * canvas.width + x);
@@ -212,7 +221,7 @@ CANVAS_CHANGES = """([crop, box]) => {
                    box.height / 2)) {
             face += change; facePixels += 1;
             if (change > 15) changed += 1;
-        } else if (!inside(x, y, crop.x, crop.y, crop.side, crop.side) && change > 0) outside += 1;
+        } else if (!inCrop(x, y) && change > 0) outside += 1;
     }
     return {faceChange: face / facePixels / 3, changed: changed / facePixels, outside,
             width: canvas.width};

@@ -134,3 +134,79 @@ def test_timeline_figure_has_one_panel_per_person():
     ]  # fmt: skip
     figure = emotion_timeline_figure(results)
     assert len(figure.axes) == 2 and len(figure.axes[0].lines) == len(FER2013_CLASS_NAMES)
+
+
+def _noise_video(path, frames=12, side=96):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (side, side))
+    rng = np.random.default_rng(0)
+    for index in range(frames):  # brightness changes so that the tiny model's answers do
+        base = rng.integers(0, 255, (side // 8, side // 8, 3), dtype=np.uint8)
+        frame = cv2.resize(base, (side, side), interpolation=cv2.INTER_NEAREST)
+        writer.write(np.clip(frame.astype(int) * (0.3 + index / frames), 0, 255).astype(np.uint8))
+    writer.release()
+    return path
+
+
+def test_min_confidence_applies_to_the_smoothed_video_probabilities(tiny_run, tmp_path):
+    from ferkit.inference.pipeline import analyze
+
+    video = _noise_video(tmp_path / "noise.mp4")
+    plain, errors = analyze([video], model=tiny_run, detector="none", progress=False)
+    assert errors == [] and all(len(result.faces) == 1 for result in plain)
+    tops = [max(result.faces[0].probabilities.values()) for result in plain]
+    threshold = float(np.median(tops))  # some frames above, some below
+    results, _ = analyze([video], model=tiny_run, detector="none", progress=False,
+                         min_confidence=threshold)  # fmt: skip
+    uncertain = []
+    for result in results:
+        face = result.faces[0]
+        names = list(face.probabilities)
+        ordered = sorted(face.probabilities.values())
+        best = names[int(np.argmax([face.probabilities[name] for name in names]))]
+        assert face.track == 1 and face.best_guess == best
+        assert face.score == pytest.approx(ordered[-1])
+        assert face.margin == pytest.approx(ordered[-1] - ordered[-2])
+        assert face.uncertain == (ordered[-1] < threshold)
+        assert face.label == ("uncertain" if face.uncertain else best)
+        uncertain.append(face.uncertain)
+    assert any(uncertain) and not all(uncertain)
+
+
+def test_smoothing_is_checked_before_any_file_is_read(tiny_run, tmp_path):
+    from ferkit.errors import FerkitError
+    from ferkit.inference.pipeline import analyze
+
+    with pytest.raises(FerkitError, match="--smoothing 1.5: must be at least 0 and below 1"):
+        analyze([tmp_path / "photo.png"], model=tiny_run, detector="none", smoothing=1.5)
+
+
+def test_the_table_shows_track_ids_in_track_order(capsys):
+    from ferkit.cli import _print_table
+    from ferkit.inference.results import MediaResult, Prediction
+
+    probabilities = dict.fromkeys(FER2013_CLASS_NAMES, 1 / 7)
+    faces = [Prediction("Happy", 0.2, probabilities, box=_box(x, 50), track=track)
+             for x, track in ((300, 2), (100, 1))]  # fmt: skip
+    _print_table([MediaResult("v.mp4", 400, 100, faces, frame=0, timestamp=0.0)])
+    lines = capsys.readouterr().out.splitlines()
+    assert "track" in lines[0].split()
+    assert [line.split()[2] for line in lines[1:]] == ["1", "2"]
+
+
+def test_the_timeline_draws_the_longest_tracks_and_leaves_gaps_open():
+    from ferkit.inference.results import MediaResult, Prediction
+    from ferkit.plots import MAX_TIMELINE_TRACKS, emotion_timeline_figure
+
+    probabilities = dict.fromkeys(FER2013_CLASS_NAMES, 1 / 7)
+    results = []
+    for index in range(20):  # track 1 everywhere but frames 8-9; tracks 2.. one frame each
+        tracks = ([1] if index not in (8, 9) else []) + [index + 2]
+        faces = [Prediction("Happy", 0.2, probabilities, box=_box(10, 10), track=track)
+                 for track in tracks]  # fmt: skip
+        results.append(MediaResult("v.mp4", 64, 64, faces, frame=index, timestamp=index / 10))
+    figure = emotion_timeline_figure(results, title="v")
+    assert len(figure.axes) == MAX_TIMELINE_TRACKS
+    assert f"the {MAX_TIMELINE_TRACKS} longest of 21 tracks" in figure.axes[0].get_title()
+    assert figure.axes[0].get_ylabel() == "person 1"
+    times = figure.axes[0].lines[0].get_xdata()
+    assert len(times) == 19 and np.isnan(times).sum() == 1  # 18 frames, one gap

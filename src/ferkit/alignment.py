@@ -88,6 +88,28 @@ def align_face(image: np.ndarray, landmarks, size: int = FACE_SIZE) -> np.ndarra
     return to_face_array(warped, size)
 
 
+def aligned_square(landmarks, size: int = FACE_SIZE) -> tuple[float, float, float, float]:
+    """The photo region an aligned crop (:func:`align_face`) covers: ``(x, y, side, angle)``,
+    a square of ``side`` photo pixels whose top-left corner is at (x, y) before it is turned
+    by ``angle`` degrees about its centre (clockwise on screen, the image's y axis pointing
+    down, as a canvas' ``rotate`` turns). For drawing a crop's saliency map on the photo.
+
+    Example:
+        >>> from ferkit.alignment import FER2013_LANDMARKS
+        >>> [round(value, 3) for value in aligned_square(FER2013_LANDMARKS * 3 + 20)]
+        [20.0, 20.0, 144.0, 0.0]
+    """
+    import cv2
+
+    landmarks = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    frame_to_photo = cv2.invertAffineTransform(similarity_transform(landmarks, FER2013_LANDMARKS))
+    centre = frame_to_photo @ np.array([FACE_SIZE / 2, FACE_SIZE / 2, 1.0])
+    along_x = frame_to_photo[:, 0]  # where the crop's x axis points in the photo
+    side = FACE_SIZE * float(np.hypot(*along_x))
+    angle = float(np.degrees(np.arctan2(along_x[1], along_x[0])))
+    return float(centre[0] - side / 2), float(centre[1] - side / 2), side, angle
+
+
 def face_crop(
     image: np.ndarray,
     box: FaceBox,

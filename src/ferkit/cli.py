@@ -206,15 +206,20 @@ def _print_table(results) -> None:
         return
     width = max(len(result.source) for result in results)
     names = next((list(face.probabilities) for result in results for face in result.faces), [])
-    print(f"{'source':<{width}} {'frame':>6} {'box (x,y,w,h)':>20}  {'emotion':<9}"
+    tracked = any(face.track is not None for result in results for face in result.faces)
+    track_header = f" {'track':>5}" if tracked else ""
+    print(f"{'source':<{width}} {'frame':>6}{track_header} {'box (x,y,w,h)':>20}  {'emotion':<9}"
           + "".join(f"{name[:8]:>9}" for name in names))  # fmt: skip
     for result in results:
         frame = "" if result.frame is None else str(result.frame)
         if not result.faces:
-            print(f"{result.source:<{width}} {frame:>6} {'no face':>20}")
-        for face in result.faces:
+            print(f"{result.source:<{width}} {frame:>6}{' ' * len(track_header)} {'no face':>20}")
+        # A video's faces in track order, so each person keeps a row position over time.
+        faces = sorted(result.faces, key=lambda face: face.track or 0) if tracked else result.faces
+        for face in faces:
+            track = f" {face.track if face.track is not None else '':>5}" if tracked else ""
             box = f"{face.box.x},{face.box.y},{face.box.width},{face.box.height}"
-            print(f"{result.source:<{width}} {frame:>6} {box:>20}  {face.label:<9}"
+            print(f"{result.source:<{width}} {frame:>6}{track} {box:>20}  {face.label:<9}"
                   + "".join(f"{face.probabilities[name]:>9.3f}" for name in names))  # fmt: skip
 
 
@@ -233,6 +238,7 @@ def _command_explain(arguments) -> int:
         backend=arguments.backend,
         offline=arguments.offline,
         face_check=not arguments.no_face_check,
+        align=not arguments.no_align,
     )
     for message in errors:
         print(f"error: {message}", file=sys.stderr)

@@ -223,12 +223,13 @@ class YuNetDetector:
         score_threshold: float = YUNET_SCORE_THRESHOLD,
         max_side: int = DEFAULT_MAX_SIDE,
         offline: bool = False,
+        progress: bool = True,
     ):
         import cv2
 
         from ferkit.yunet import YuNetOnnxRuntime, onnxruntime_available
 
-        model_path = resolve_yunet_model(model_path, offline)
+        model_path = resolve_yunet_model(model_path, offline, progress)
         try:
             if onnxruntime_available():
                 self.runner, self.engine = (
@@ -299,6 +300,7 @@ def create_detector(
     offline: bool = False,
     fallback: bool = True,
     score_threshold: float | None = None,
+    progress: bool = True,
 ):
     """Build a detector by name (``yunet``, ``haar``, ``haar-fast``, ``none``).
 
@@ -313,11 +315,18 @@ def create_detector(
             ``name`` always says which one runs.
         score_threshold: ``yunet`` drops faces scoring lower (0-1; None: 0.6, its setting
             without a face check; the pipeline passes the face check's lower one).
+        progress: show a progress bar if ``yunet``'s file is downloaded.
 
     Example:
         >>> create_detector("none").name
         'none'
     """
+    if model_path is not None and name != "yunet":
+        warnings.warn(
+            f"--detector-model {model_path} is a YuNet file; not used with --detector {name}",
+            FerkitWarning,
+            stacklevel=2,
+        )
     if name == "haar":
         return HaarDetector()
     if name == "haar-fast":
@@ -327,7 +336,7 @@ def create_detector(
     if name == "yunet":
         try:
             threshold = YUNET_SCORE_THRESHOLD if score_threshold is None else score_threshold
-            return YuNetDetector(model_path, threshold, offline=offline)
+            return YuNetDetector(model_path, threshold, offline=offline, progress=progress)
         except DetectorUnavailable as problem:
             if not fallback:
                 raise

@@ -161,7 +161,12 @@ def yunet_model_path(offline: bool = False, progress: bool = True) -> Path:
             return target
         problem = f"{target} has SHA-256 {actual}, expected {YUNET_SHA256} (damaged or replaced)"
     if not is_offline(offline):
-        return _download(target, progress)
+        try:
+            return _download(target, progress)
+        except DetectorUnavailable as error:
+            if target.is_file():  # say why the cached file was not used, too
+                raise DetectorUnavailable(f"{problem}; {error}") from error
+            raise
     raise DetectorUnavailable(
         f"the YuNet face detector {YUNET_FILE_NAME} is not available: {problem}, and downloads "
         f"are off (--offline or {OFFLINE_VARIABLE}=1); " + how_to_install()

@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ferkit.detection import FaceBox, crop_face
+from ferkit.alignment import aligned_square
+from ferkit.detection import DEFAULT_DETECTOR, FaceBox
 from ferkit.errors import FerkitError
-from ferkit.preprocessing import normalize_batch, to_face_array
+from ferkit.preprocessing import normalize_batch
 
 #: Explanation methods; ``auto`` is Grad-CAM when a PyTorch model is loaded, else occlusion.
 METHODS = ("auto", "gradcam", "occlusion")
@@ -60,8 +61,10 @@ class FaceExplanation:
             drop in the class's probability (may be negative where hiding a patch helps).
         face: the uint8 (H, W) face crop the model saw.
         box: where the face is in its image (None for a face crop given as an array).
-        crop: the square region of the image the crop covers, ``(x, y, side)`` (may reach
-            outside the image, where edge pixels were repeated).
+        crop: the square region of the image the crop covers, ``(x, y, side, angle)``: its
+            top-left corner and side before it is turned by ``angle`` degrees about its
+            centre (clockwise on screen; 0 for a box crop, the face's tilt for an aligned
+            one); it may reach outside the image, where edge pixels were repeated.
         source: the file (or ``upload``) it came from.
     """
 
@@ -73,7 +76,7 @@ class FaceExplanation:
     raw: np.ndarray
     face: np.ndarray
     box: FaceBox | None = None
-    crop: tuple[int, int, int] | None = None
+    crop: tuple[float, float, float, float] | None = None
     source: str | None = None
 
     def to_dict(self, decimals: int = 4) -> dict:
@@ -81,7 +84,10 @@ class FaceExplanation:
         return {
             "source": self.source,
             "box": self.box.to_dict() if self.box is not None else None,
-            "crop": dict(zip(("x", "y", "side"), self.crop)) if self.crop else None,
+            "landmarks": self.box.landmarks_dict() if self.box is not None else None,
+            "crop": dict(zip(("x", "y", "side", "angle"), np.round(self.crop, 2).tolist()))
+            if self.crop
+            else None,
             "emotion": self.label,
             "emotion_score": self.score,
             "probabilities": self.probabilities,
@@ -333,21 +339,22 @@ def explain_image(analyzer, image, method: str = "auto", source: str = "<array>"
         'Happy'
     """
     image = np.asarray(image)
-    detector, size = analyzer.detector, analyzer.predictor.input_size
-    boxes = analyzer.find_faces([image])[0][0]  # the faces predict keeps
+    boxes, crops = (found[0] for found in analyzer.find_faces([image])[:2])  # predict's crops
     height, width = image.shape[:2]
-    crops, squares = [], []
+    squares = []
     for box in boxes:
-        if detector.name == "none":  # the image is the crop: the Predictor's own preprocessing
-            crops.append(to_face_array(image, size))
+        if analyzer.detector_name == "none":  # the image is the crop (its centred square)
             side = min(width, height)
-            squares.append(((width - side) // 2, (height - side) // 2, side))
+            squares.append(((width - side) // 2, (height - side) // 2, side, 0.0))
+        elif analyzer.align and box.landmarks is not None:  # aligned: a turned square
+            squares.append(aligned_square(box.landmarks))
         else:  # the same square crop_face takes
-            crops.append(crop_face(image, box, analyzer.margin, size))
             side = max(1, round(max(box.width, box.height) * (1.0 + analyzer.margin)))
             squares.append((round(box.x + box.width / 2 - side / 2),
-                            round(box.y + box.height / 2 - side / 2), side))  # fmt: skip
-    explanations = explain_faces(analyzer.predictor, np.array(crops), method, analyzer.batch_size)
+                            round(box.y + box.height / 2 - side / 2), side, 0.0))  # fmt: skip
+    size = analyzer.predictor.input_size
+    faces = np.array(crops, dtype=np.uint8).reshape(-1, size, size)  # (0, size, size): none
+    explanations = explain_faces(analyzer.predictor, faces, method, analyzer.batch_size)
     for explanation, box, square in zip(explanations, boxes, squares):
         explanation.box, explanation.crop, explanation.source = box, square, source
     return explanations
@@ -392,13 +399,14 @@ def explain(
     model: str | os.PathLike = "default",
     out: str | os.PathLike = "explanations",
     method: str = "auto",
-    detector: str = "haar",
+    detector: str = DEFAULT_DETECTOR,
     detector_model: str | os.PathLike | None = None,
     margin: float = 0.2,
     device: str = "auto",
     backend: str = "auto",
     offline: bool = False,
     face_check: bool = True,
+    align: bool = True,
 ) -> tuple[list[FaceExplanation], list[str]]:
     """Explain every face in images, folders and globs; ``ferkit explain``'s Python twin.
 
@@ -420,9 +428,9 @@ def explain(
     if method not in METHODS:
         raise FerkitError(f"--method {method}: choose one of {', '.join(METHODS)}")
     files, errors = expand_inputs(inputs)
-    # The square box crop (not the aligned one), so that the map lies on the photo's pixels.
+    # The crops predict classifies (aligned by default): the explained answer is predict's.
     analyzer = Analyzer(model, detector, detector_model, margin, device, None, 256, backend,
-                        offline, align=False, face_check=face_check)  # fmt: skip
+                        offline, align=align, face_check=face_check)  # fmt: skip
     folder, used, results = Path(out), set(), []
     for path in files:
         if path.suffix.lower() in VIDEO_EXTENSIONS:

@@ -320,8 +320,28 @@ def plot_robustness(report: dict, path: str | os.PathLike | None = None):
     return figure
 
 
+#: At most this many people get a timeline panel (the longest tracks); a crowd video would
+#: otherwise make a picture hundreds of panels tall.
+MAX_TIMELINE_TRACKS = 12
+
+
+def _timeline_series(results) -> tuple[dict[int, list], float]:
+    """(track id -> [(time, probabilities)], the video's time step between analysed frames)."""
+    series: dict[int, list] = {}
+    for result in results:
+        for face in result.faces:
+            key = face.track if face.track is not None else 0
+            series.setdefault(key, []).append((result.timestamp or 0.0, face.probabilities))
+    times = np.unique([result.timestamp or 0.0 for result in results])
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    return series, step
+
+
 def emotion_timeline_figure(results, title: str = "") -> Figure:
     """Each tracked person's emotion probabilities over a video's time, one panel per track.
+
+    The :data:`MAX_TIMELINE_TRACKS` longest tracks are drawn (the title says when there were
+    more); a line breaks where its person was not found, rather than bridging the gap.
 
     Args:
         results: a video's :class:`ferkit.inference.results.MediaResult` list, faces with track ids.
@@ -334,29 +354,34 @@ def emotion_timeline_figure(results, title: str = "") -> Figure:
         >>> emotion_timeline_figure([]).axes[0].get_title()
         'no faces tracked'
     """
-    series: dict[int, list] = {}
-    for result in results:
-        for face in result.faces:
-            key = face.track if face.track is not None else 0
-            series.setdefault(key, []).append((result.timestamp or 0.0, face.probabilities))
+    series, step = _timeline_series(results)
     if not series:
         figure, axes = _figure(1, 1, figsize=(8, 2.5))
         axes[0][0].set_title("no faces tracked")
         return figure
-    figure = Figure(figsize=(10, 2.4 * len(series) + 0.6))
-    axes = figure.subplots(len(series), 1, squeeze=False, sharex=True)
-    for axis, (track, points) in zip(axes[:, 0], sorted(series.items())):
-        times = [time for time, _ in points]
-        for name in points[0][1]:
-            axis.plot(times, [probabilities[name] for _, probabilities in points], ".-", ms=3,
-                      lw=1.2, label=name)  # fmt: skip
+    longest = sorted(series, key=lambda track: len(series[track]), reverse=True)
+    shown = sorted(longest[:MAX_TIMELINE_TRACKS])
+    if len(series) > len(shown):
+        title = f"{title}: " if title else ""
+        title += f"the {len(shown)} longest of {len(series)} tracks"
+    figure = Figure(figsize=(11.5, 2.4 * len(shown) + 0.6))
+    axes = figure.subplots(len(shown), 1, squeeze=False, sharex=True)
+    for axis, track in zip(axes[:, 0], shown):
+        times = np.array([time for time, _ in series[track]])
+        # NaN after a frame whose next one is missing: matplotlib leaves the gap open.
+        missing = np.append(np.diff(times) > 1.5 * step, False) if step > 0 else times < 0
+        for name in series[track][0][1]:
+            values = np.array([probabilities[name] for _, probabilities in series[track]])
+            plot_times = np.insert(times, np.flatnonzero(missing) + 1, np.nan)
+            plot_values = np.insert(values, np.flatnonzero(missing) + 1, np.nan)
+            axis.plot(plot_times, plot_values, ".-", ms=3, lw=1.2, label=name)
         axis.set_ylim(0, 1)
         axis.set_ylabel(f"person {track}")
         axis.grid(alpha=0.3)
-    axes[0, 0].legend(ncol=min(7, len(points[0][1])), fontsize=8, loc="upper center",
-                      bbox_to_anchor=(0.5, 1.45 if len(series) > 1 else 1.3))  # fmt: skip
+    # The legend beside the panels, so that it never covers the title or a line.
+    axes[0, 0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if title:
-        axes[0, 0].set_title(title, pad=28)
+        axes[0, 0].set_title(title)
     axes[-1, 0].set_xlabel("time (s)")
     figure.tight_layout()
     return figure

@@ -71,6 +71,20 @@ class Track:
     probabilities: np.ndarray | None = None  # smoothed
 
 
+def check_smoothing(smoothing: float) -> float:
+    """``smoothing`` if it is a valid weight of the past (0 <= smoothing < 1), else a clear error.
+
+    Example:
+        >>> check_smoothing(0.6)
+        0.6
+    """
+    if not 0.0 <= smoothing < 1.0:
+        from ferkit.errors import FerkitError
+
+        raise FerkitError(f"--smoothing {smoothing}: must be at least 0 and below 1 (0 = off)")
+    return smoothing
+
+
 class FaceTracker:
     """Assigns track ids to each frame's faces and smooths their probabilities.
 
@@ -94,11 +108,8 @@ class FaceTracker:
         max_missed: int = DEFAULT_MAX_MISSED,
         max_distance: float = MAX_MATCH_DISTANCE,
     ):
-        if not 0.0 <= smoothing < 1.0:
-            from ferkit.errors import FerkitError
-
-            raise FerkitError(f"smoothing {smoothing}: must be at least 0 and below 1")
-        self.smoothing, self.max_missed, self.max_distance = smoothing, max_missed, max_distance
+        self.smoothing = check_smoothing(smoothing)
+        self.max_missed, self.max_distance = max_missed, max_distance
         self.tracks: list[Track] = []
         self.next_id = 1
 
@@ -175,6 +186,39 @@ class FaceTracker:
                 smoothed.append(track.probabilities.copy())
             ids.append(track.id)
         return ids, (np.array(smoothed) if probabilities is not None else None)
+
+
+def track_faces(
+    tracker: FaceTracker, result, gap: int = 1, min_confidence: float | None = None
+) -> None:
+    """Give a video frame's faces (a :class:`ferkit.inference.results.MediaResult`, in place)
+    their track ids and smoothed probabilities. Label, confidence, margin and abstention are
+    decided again from the smoothed probabilities (:func:`ferkit.abstention.decide`, the one
+    place that does it), so ``min_confidence`` applies to what is shown.
+
+    Example:
+        >>> from ferkit.inference.results import MediaResult, predictions_from
+        >>> faces = predictions_from([[0.7, 0.3]], ["a", "b"], boxes=[FaceBox(0, 0, 40, 40, 1.0)])
+        >>> frame = MediaResult("clip.mp4", 100, 100, faces)
+        >>> track_faces(FaceTracker(), frame, min_confidence=0.8)
+        >>> frame.faces[0].track, frame.faces[0].label, frame.faces[0].best_guess
+        (1, 'uncertain', 'a')
+    """
+    from ferkit.abstention import decide
+
+    if not result.faces:
+        tracker.update([], None, gap)
+        return
+    names = list(result.faces[0].probabilities)
+    raw = np.array([[face.probabilities[name] for name in names] for face in result.faces])
+    ids, smoothed = tracker.update([face.box for face in result.faces], raw, gap)
+    for face, track, row, decision in zip(
+        result.faces, ids, smoothed, decide(smoothed, names, min_confidence)
+    ):
+        face.track, face.label, face.score = track, decision.label, decision.confidence
+        face.margin, face.uncertain = decision.margin, decision.uncertain
+        face.best_guess = decision.best_guess
+        face.probabilities = {name: float(value) for name, value in zip(names, row)}
 
 
 def write_track_outputs(results, folder: str | os.PathLike, stem: str) -> list[Path]:

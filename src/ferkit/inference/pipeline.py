@@ -31,7 +31,13 @@ from ferkit.inference.predictor import Predictor
 from ferkit.inference.results import MediaResult, annotate, predictions_from
 from ferkit.io import atomic_write
 from ferkit.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
-from ferkit.tracking import DEFAULT_SMOOTHING, FaceTracker, write_track_outputs
+from ferkit.tracking import (
+    DEFAULT_SMOOTHING,
+    FaceTracker,
+    check_smoothing,
+    track_faces,
+    write_track_outputs,
+)
 
 #: Inference engine for predict and serve: torch | onnx | auto | bf16 | int8 (Predictor.from_run).
 INFERENCE_BACKEND = "auto"
@@ -76,20 +82,6 @@ def expand_inputs(inputs) -> tuple[list[Path], list[str]]:
                 errors.append(f"{item}: no such file, folder or matching files")
             files += matches
     return files, errors
-
-
-def _track(tracker: FaceTracker, result: MediaResult, gap: int) -> None:
-    """Give ``result``'s faces their track ids and smoothed probabilities (label follows)."""
-    if not result.faces:
-        tracker.update([], None, gap)
-        return
-    names = list(result.faces[0].probabilities)
-    raw = np.array([[face.probabilities[name] for name in names] for face in result.faces])
-    ids, smoothed = tracker.update([face.box for face in result.faces], raw, gap)
-    for face, track, row in zip(result.faces, ids, smoothed):
-        best = int(np.argmax(row))
-        face.track, face.label, face.score = track, names[best], float(row[best])
-        face.probabilities = {name: float(value) for name, value in zip(names, row)}
 
 
 class _VideoOutput:
@@ -164,6 +156,7 @@ class Analyzer:
         align: bool = True,
         min_confidence: float | None = None,
         face_check: bool = True,
+        progress: bool = True,
     ):
         self.min_confidence = check_min_confidence(min_confidence)
 
@@ -175,8 +168,9 @@ class Analyzer:
         # OpenCV detectors are not documented as thread-safe: each thread gets its own.
         self._local = threading.local()
         self._local.detector = create_detector(
-            detector, detector_model, offline, score_threshold=self.score_threshold
-        )
+            detector, detector_model, offline, score_threshold=self.score_threshold,
+            progress=progress,
+        )  # fmt: skip
         if self._local.detector.name != "yunet":  # fell back to Haar: no landmarks to check
             self.face_check = None
         # Threads' detectors reuse what this one resolved (yunet: the file checked or
@@ -335,7 +329,7 @@ class Analyzer:
                 self.analyze_images(frames, [str(path)] * len(frames)), pending
             ):
                 result.frame, result.timestamp = index, round(index / fps, 4)
-                _track(tracker, result, every)  # in frame order, across chunks
+                track_faces(tracker, result, every, self.min_confidence)  # in frame order
                 results.append(result)
                 output.write(frame, result)
             pending.clear()
@@ -473,10 +467,11 @@ def analyze(
     """
     if every < 1:
         raise FerkitError(f"--every {every}: must be at least 1")
+    check_smoothing(smoothing)  # before any file, photos only or not
     files, errors = expand_inputs(inputs)
     analyzer = Analyzer(
         model, detector, detector_model, margin, device, tta, batch_size, backend, offline, align,
-        min_confidence, face_check,
+        min_confidence, face_check, progress,
     )  # fmt: skip
     if log is not None:
         from ferkit.int8 import describe_backend

@@ -225,6 +225,7 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
     _add_predict_route(app, config, analyzer, model_info)
     _add_explain_route(app, config, analyzer)
     app.state.config = asdict(config)
+    app.state.model_info = model_info
     return app
 
 
@@ -303,7 +304,8 @@ def _add_explain_route(app, config: ServeConfig, analyzer) -> None:
     @app.post("/v1/explain", openapi_extra=UPLOAD_BODY)
     async def explain(request: Request, method: str = "auto"):
         """Faces, emotions and where the model looked: per face a 48x48 map in [0, 1] over
-        the square ``crop`` of the image the model saw (``method``: auto, gradcam, occlusion).
+        the square ``crop`` of the image the model saw, turned by ``crop.angle`` degrees
+        (clockwise) for an aligned face (``method``: auto, gradcam, occlusion).
         """
         from ferkit.explain import METHODS, explain_image
 
@@ -325,12 +327,15 @@ def _add_explain_route(app, config: ServeConfig, analyzer) -> None:
             entry.pop("raw")
             entry.pop("source")
             for part in ("box", "crop"):
-                entry[part].update({key: round(value * scale) for key, value in entry[part].items()
-                                    if key != "score"})  # fmt: skip
+                entry[part].update({key: round(value * scale, 1 if part == "crop" else None)
+                                    for key, value in entry[part].items()
+                                    if key not in ("score", "angle")})  # fmt: skip
+            for point in (entry["landmarks"] or {}).values():
+                point[:] = [round(value * scale, 1) for value in point]
             faces.append(entry)
         total = round((time.perf_counter() - started) * 1000, 2)
         return {"image": {"width": original[0], "height": original[1]}, "faces": faces,
-                "timing_ms": {"total": total}}  # fmt: skip
+                "detector": analyzer.detector_name, "timing_ms": {"total": total}}  # fmt: skip
 
 
 def serve(config: ServeConfig) -> None:
@@ -338,5 +343,8 @@ def serve(config: ServeConfig) -> None:
     import uvicorn
 
     app = create_app(config)
-    print(f"ferkit serving {config.model} on http://{config.host}:{config.port}/ (docs: /docs)")
+    info = app.state.model_info
+    check = ", face check on" if info["face_check"] else ""
+    print(f"ferkit serving {config.model} (detector: {info['detector']}{check}) on "
+          f"http://{config.host}:{config.port}/ (docs: /docs)")  # fmt: skip
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning")

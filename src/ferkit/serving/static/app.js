@@ -93,8 +93,14 @@ function drawSaliency(face, scale) {
   }));
   heat.getContext("2d").putImageData(pixels, 0, 0);
   context.imageSmoothingEnabled = true;
+  // The crop square, turned about its centre for an aligned face (crop.angle, clockwise).
   const crop = face.crop;
-  context.drawImage(heat, crop.x * scale, crop.y * scale, crop.side * scale, crop.side * scale);
+  const half = (crop.side * scale) / 2;
+  context.save();
+  context.translate(crop.x * scale + half, crop.y * scale + half);
+  context.rotate(((crop.angle || 0) * Math.PI) / 180);
+  context.drawImage(heat, -half, -half, 2 * half, 2 * half);
+  context.restore();
 }
 
 function draw(source, result) {
