@@ -251,3 +251,11 @@ def test_detector_options(command):
     assert defaults.detector == "yunet" and not defaults.offline and not defaults.no_align
     chosen = parser.parse_args([*command, "--offline", "--no-align", "--detector", "haar"])
     assert chosen.offline and chosen.no_align and chosen.detector == "haar"
+
+
+def test_install_takes_the_folder_holding_the_file_and_names_a_folder_without_it(
+    cache, shared_yunet, tmp_path
+):
+    assert install_yunet_model(shared_yunet.parent) == cache / YUNET_FILE_NAME
+    with pytest.raises(FerkitError, match=f"a folder without {YUNET_FILE_NAME}"):
+        install_yunet_model(tmp_path)

@@ -213,6 +213,10 @@ def install_yunet_model(source: str | os.PathLike) -> Path:
     from ferkit.io import atomic_write
 
     source = Path(source)
+    if source.is_dir() and (source / YUNET_FILE_NAME).is_file():
+        source = source / YUNET_FILE_NAME  # the folder it was downloaded into
+    elif source.is_dir():
+        raise FerkitError(f"{source}: a folder without {YUNET_FILE_NAME}; give the file itself")
     if not source.is_file():
         raise FerkitError(f"{source}: no such file")
     actual = file_sha256(source)
