@@ -134,9 +134,11 @@ def test_the_download_progress_bar_follows_the_progress_setting(zoo, cache, caps
     assert "downloading" not in capsys.readouterr().err
 
 
-def test_the_pipeline_passes_no_progress_on_to_the_detector_file(monkeypatch, tiny_run):
+def test_predict_no_progress_reaches_the_detector_file(monkeypatch, tiny_run, tmp_path, capsys):
+    from PIL import Image
+
     from ferkit import detection
-    from ferkit.inference.pipeline import Analyzer
+    from ferkit.cli import main
 
     asked = []
 
@@ -145,9 +147,14 @@ def test_the_pipeline_passes_no_progress_on_to_the_detector_file(monkeypatch, ti
         raise DetectorUnavailable("no file here")
 
     monkeypatch.setattr(detection, "resolve_yunet_model", resolve)
-    with pytest.warns(FerkitWarning, match="Haar"):
-        Analyzer(tiny_run, "yunet", progress=False)
-    assert asked == [False]
+    photo = tmp_path / "gray.png"
+    Image.fromarray(np.full((64, 64), 128, np.uint8)).save(photo)
+    assert main(["predict", str(photo), "--model", str(tiny_run)]) == 0
+    assert main(["predict", str(photo), "--model", str(tiny_run), "--no-progress"]) == 0
+    assert asked == [True, False]
+    errors = capsys.readouterr().err
+    assert "using the Haar face detector instead of YuNet" in errors
+    assert errors.count("detector: haar") == 2
 
 
 def test_a_yunet_file_given_with_another_detector_is_reported(shared_yunet):

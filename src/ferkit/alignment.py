@@ -88,7 +88,7 @@ def align_face(image: np.ndarray, landmarks, size: int = FACE_SIZE) -> np.ndarra
     return to_face_array(warped, size)
 
 
-def aligned_square(landmarks, size: int = FACE_SIZE) -> tuple[float, float, float, float]:
+def aligned_square(landmarks) -> tuple[float, float, float, float]:
     """The photo region an aligned crop (:func:`align_face`) covers: ``(x, y, side, angle)``,
     a square of ``side`` photo pixels whose top-left corner is at (x, y) before it is turned
     by ``angle`` degrees about its centre (clockwise on screen, the image's y axis pointing

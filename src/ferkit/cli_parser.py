@@ -286,6 +286,8 @@ def build_command_parser(
     install = actions.add_parser(
         "install", help="check a face_detection_yunet_2023mar.onnx's SHA-256, copy it to the cache"
     )
-    install.add_argument("file", help="the downloaded face_detection_yunet_2023mar.onnx")
+    install.add_argument(
+        "file", help="the downloaded face_detection_yunet_2023mar.onnx (or the folder holding it)"
+    )
     install.set_defaults(handler=handlers["detector install"])
     return parser

@@ -176,7 +176,7 @@ class Analyzer:
         # Threads' detectors reuse what this one resolved (yunet: the file checked or
         # downloaded once; haar after a fallback), so they never download, re-hash or re-warn.
         self.detector_name = self._local.detector.name
-        self.detector_model = getattr(self._local.detector, "model_path", detector_model)
+        self.detector_model = getattr(self._local.detector, "model_path", None)
         # A face crop given with --detector none is used as it is.
         self.margin = 0.0 if detector == "none" else margin
         self.align = align
