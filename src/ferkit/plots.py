@@ -370,11 +370,11 @@ def emotion_timeline_figure(results, title: str = "") -> Figure:
         times = np.array([time for time, _ in series[track]])
         # NaN after a frame whose next one is missing: matplotlib leaves the gap open.
         missing = np.append(np.diff(times) > 1.5 * step, False) if step > 0 else times < 0
+        breaks = np.flatnonzero(missing) + 1
         for name in series[track][0][1]:
             values = np.array([probabilities[name] for _, probabilities in series[track]])
-            plot_times = np.insert(times, np.flatnonzero(missing) + 1, np.nan)
-            plot_values = np.insert(values, np.flatnonzero(missing) + 1, np.nan)
-            axis.plot(plot_times, plot_values, ".-", ms=3, lw=1.2, label=name)
+            axis.plot(np.insert(times, breaks, np.nan), np.insert(values, breaks, np.nan), ".-",
+                      ms=3, lw=1.2, label=name)  # fmt: skip
         axis.set_ylim(0, 1)
         axis.set_ylabel(f"person {track}")
         axis.grid(alpha=0.3)
