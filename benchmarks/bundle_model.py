@@ -24,22 +24,22 @@ import json
 import shutil
 from pathlib import Path
 
-from ferkit.checkpoint import resolve_checkpoint
 from ferkit.data import load_fer2013
 from ferkit.data.ferplus import FERPLUS_CLASS_NAMES
 from ferkit.evaluation import classification_metrics, vote_metrics
+from ferkit.evaluation.modelcard import FERPLUS_DATA, responsible_use_fields
 from ferkit.inference import Predictor
-from ferkit.io import read_json, write_json
-from ferkit.modelcard import FERPLUS_DATA, responsible_use_fields
 from ferkit.models import model_cost
+from ferkit.models.checkpoint import resolve_checkpoint
 from ferkit.pretrained import BUNDLED_MODELS, FOLDER
+from ferkit.utils.io import read_json, write_json
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data"
 FER2013_DATA = SHARED / "fer2013-train-publictest.csv.gz"
 FERPLUS_FOLDER = SHARED / "ferplus"
 
 
-#: Forward passes a face costs under each test-time augmentation (ferkit.runtime.tta_views).
+#: Forward passes a face costs under each test-time augmentation (ferkit.models.runtime.tta_views).
 TTA_COST = {"none": 1, "flip": 2, "shift": 10}
 
 

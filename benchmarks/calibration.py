@@ -24,7 +24,7 @@ from one forward pass over that split:
 
 Writes ``OUT/calibration_bundled.json``, ``OUT/risk_coverage_bundled.png`` and
 ``OUT/reliability_NAME.png``; ``--update-cards`` also stores the abstention table, the
-cross-fit result and the responsible-use fields (:mod:`ferkit.modelcard`) in the bundled
+cross-fit result and the responsible-use fields (:mod:`ferkit.evaluation.modelcard`) in the bundled
 cards (weights untouched).
 """
 
@@ -37,8 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.abstention import risk_coverage, threshold_table
-from ferkit.calibration import (
+from ferkit.data.ferplus import FERPLUS_CLASS_NAMES
+from ferkit.data.split import stratified_folds
+from ferkit.evaluation import align_labels, load_split
+from ferkit.evaluation.modelcard import FERPLUS_DATA, describe_map, responsible_use_fields
+from ferkit.inference import Predictor
+from ferkit.inference.abstention import risk_coverage, threshold_table
+from ferkit.inference.calibration import (
     AffineCalibration,
     calibrated_probabilities,
     calibration_metrics,
@@ -48,15 +53,10 @@ from ferkit.calibration import (
     scores_from_probabilities,
     softmax,
 )
-from ferkit.choices import CALIBRATION_METHODS
-from ferkit.data.ferplus import FERPLUS_CLASS_NAMES
-from ferkit.data.split import stratified_folds
-from ferkit.evaluation import align_labels, load_split
-from ferkit.inference import Predictor
-from ferkit.io import read_json, write_json
-from ferkit.modelcard import FERPLUS_DATA, describe_map, responsible_use_fields
 from ferkit.plots import reliability_figure, risk_coverage_figure, save_figure
 from ferkit.pretrained import ALIASES, FOLDER, available_bundled_models
+from ferkit.utils.choices import CALIBRATION_METHODS
+from ferkit.utils.io import read_json, write_json
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data"
 FER2013_DATA = SHARED / "fer2013-train-publictest.csv.gz"

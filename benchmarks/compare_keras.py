@@ -78,7 +78,7 @@ def ferkit_epoch_seconds(images, labels, batch_size: int) -> float:
     import torch
 
     from ferkit.models import create_model
-    from ferkit.runtime import resolve_precision, tune_allocator
+    from ferkit.models.runtime import resolve_precision, tune_allocator
     from ferkit.training.config import TrainConfig
     from ferkit.training.epoch import build_optimizer, train_one_epoch
 

@@ -25,7 +25,7 @@ checked) into a temporary user cache, from where ``YuNetDetector`` loads it offl
 ``--end-to-end`` times the whole photo (detect, align, classify; ``Analyzer.analyze_image``)
 with the named models; ``--tracking`` counts the video tracker's id switches on made videos
 of two faces crossing paths; ``--face-check`` adds the faces the pipeline keeps with and
-without the face check (:mod:`ferkit.face_check`).
+without the face check (:mod:`ferkit.faces.face_check`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import time
 import cv2
 import numpy as np
 
-from ferkit.detection import intersection_over_union
+from ferkit.faces.detection import intersection_over_union
 
 BACKGROUNDS = ("coffee", "chelsea", "rocket", "hubble_deep_field", "retina", "stereo_motorcycle",
                "coins", "brick", "grass", "gravel", "horse", "page", "text", "clock")  # fmt: skip
@@ -132,7 +132,7 @@ def evaluate_detector(photos, detector):
 
 def evaluate(photos, scale_factor: float, min_neighbors: int, max_side: int, cascade: str):
     """:func:`evaluate_detector` of one Haar setting."""
-    from ferkit.detection import HaarDetector
+    from ferkit.faces.detection import HaarDetector
 
     detector = HaarDetector(
         scale_factor=scale_factor,
@@ -148,7 +148,7 @@ def use_yunet_file(path: str) -> None:
     import os
     import tempfile
 
-    from ferkit.detector_files import install_yunet_model
+    from ferkit.faces.detector_files import install_yunet_model
 
     os.environ["FERKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="ferkit-cache-")
     os.environ["FERKIT_OFFLINE"] = "1"
@@ -325,7 +325,7 @@ def main() -> None:
         print(f"{cascade:>8} {scale_factor:6.2f} {min_neighbors:6d} {max_side:5d} {recall:7.1%} "
               f"{false_positives:9.2f} {milliseconds:9.1f} {one:9.1%}")  # fmt: skip
     for side in filter(None, args.yunet_sides.split(",")):
-        from ferkit.detection import YuNetDetector
+        from ferkit.faces.detection import YuNetDetector
 
         detector = YuNetDetector(max_side=int(side), offline=True)  # the cached, checked file
         recall, false_positives, milliseconds, one = evaluate_detector(photos, detector)

@@ -5,8 +5,8 @@ Usage:
         [--detector-model ../shared/models/face_detection_yunet_2023mar.onnx] [--backend auto]
 
 The photo is scikit-image's astronaut (one face) resized to 640x480. For each method it runs
-:func:`ferkit.explain.explain_image` (detection with ``ferkit explain``'s defaults: YuNet and
-the face check, the aligned crop, prediction, map) once to warm up,
+:func:`ferkit.evaluation.explain.explain_image` (detection with ``ferkit explain``'s defaults:
+YuNet and the face check, the aligned crop, prediction, map) once to warm up,
 then ``--repeats`` times, and prints the median and slowest wall-clock seconds; the target of
 issue 16 is at most 1 s on 2 cores. Writing the overlay PNG and JSON is not included.
 """
@@ -20,7 +20,7 @@ import time
 import cv2
 import torch
 
-from ferkit.explain import explain_image
+from ferkit.evaluation.explain import explain_image
 from ferkit.inference.pipeline import Analyzer
 
 

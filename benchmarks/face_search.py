@@ -85,8 +85,8 @@ def zoomed(picture: np.ndarray) -> list[np.ndarray]:
 
 def second_look_candidates(analyzer, images: list, angles) -> dict:
     """{angle: per image, [(box, check logit)]} of YuNet in copies turned by each angle."""
-    from ferkit.alignment import face_crop
-    from ferkit.detection import detect_rotated
+    from ferkit.faces.alignment import face_crop
+    from ferkit.faces.detection import detect_rotated
 
     found = {}
     for angle in angles:
@@ -101,7 +101,7 @@ def second_look_candidates(analyzer, images: list, angles) -> dict:
 def second_look(candidates: dict, index: int, angles, threshold: float, score: float) -> list:
     """What the pipeline keeps for image ``index``: candidates YuNet scores ``score`` or more
     and the check accepts, one per face."""
-    from ferkit.detection import non_maximum_suppression
+    from ferkit.faces.detection import non_maximum_suppression
 
     kept = [box for angle in angles for box, logit in candidates[angle][index]
             if logit >= threshold and box.score >= score]  # fmt: skip
@@ -132,8 +132,8 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="store the choice in the card")
     args = parser.parse_args()
 
-    from ferkit.detection import YUNET_SCORE_THRESHOLD
-    from ferkit.face_check import FACE_CHECK_STEM
+    from ferkit.faces.detection import YUNET_SCORE_THRESHOLD
+    from ferkit.faces.face_check import FACE_CHECK_STEM
     from ferkit.inference.pipeline import Analyzer
 
     started = time.time()

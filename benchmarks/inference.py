@@ -5,8 +5,8 @@ Usage:
 
 For each model: PyTorch (fp32, and ``--backend bf16`` where the CPU has native bf16; emulated
 bf16 is several times slower than fp32 and is skipped), ONNX Runtime
-(when installed; the model is exported with ``ferkit.export``, parity-checked), ONNX Runtime
-INT8 (``export_onnx(quantize="int8")``, calibrated on 1,024 FER2013 Training rows of
+(when installed; the model is exported with ``ferkit.inference.export``, parity-checked), ONNX
+Runtime INT8 (``export_onnx(quantize="int8")``, calibrated on 1,024 FER2013 Training rows of
 ``--calibration``, by default ``../shared/data/fer2013-train-publictest.csv.gz`` when it
 exists; agreement-checked on 512 other Training rows), then the
 end-to-end latency of ``ferkit predict``'s pipeline (Haar detection + crop + classification)
@@ -56,7 +56,7 @@ def time_backend(name: str, predict, faces: np.ndarray, repeats: int) -> None:
 def main() -> None:
     from skimage.data import astronaut
 
-    from ferkit.runtime import cpu_has_fast_bf16
+    from ferkit.models.runtime import cpu_has_fast_bf16
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="model(s) to time (default: default)")
@@ -103,8 +103,8 @@ def benchmark_model(model, arguments, faces, photo, folder: Path, native_bf16: b
     if native_bf16:
         photo_engines.append(("PyTorch bf16", model, "bf16"))
     try:
-        from ferkit.export import export_onnx, load_calibration_faces
         from ferkit.inference.engines import OnnxEngine
+        from ferkit.inference.export import export_onnx, load_calibration_faces
 
         path = folder / "model.onnx"
         export_onnx(model, path)

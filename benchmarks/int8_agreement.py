@@ -5,8 +5,8 @@ Usage:
         [--split PublicTest] [--rounds 3]
 
 Builds the INT8 variant the way ``--backend int8``/``auto`` does (calibrated on faces ferkit
-draws itself, checked on other drawn faces; ferkit.int8), plus, for comparison, one calibrated
-on 1,024 real Training faces of ``--data``, and scores both against PyTorch fp32 on the
+draws itself, checked on other drawn faces; ferkit.inference.int8), plus, for comparison, one
+calibrated on 1,024 real Training faces of ``--data``, and scores both against PyTorch fp32 on the
 ``--split`` faces: accuracy, top-1 agreement with fp32, largest probability difference. Then it
 times ONNX Runtime fp32 and the drawn-face INT8 variant on one face and at batch 256, in
 interleaved rounds (ratios stay fair on a shared machine). Prints whether this CPU has
@@ -24,10 +24,10 @@ import numpy as np
 
 from ferkit.data.ferplus import FERPLUS_CLASS_NAMES
 from ferkit.evaluation import align_labels, load_split
-from ferkit.export import export_graph, load_calibration_faces, load_graph, quantize_graph
 from ferkit.inference.engines import OnnxEngine
+from ferkit.inference.export import export_graph, load_calibration_faces, load_graph, quantize_graph
+from ferkit.inference.int8 import build_int8_variant, cpu_runs_int8_fast, int8_instructions
 from ferkit.inference.predictor import Predictor
-from ferkit.int8 import build_int8_variant, cpu_runs_int8_fast, int8_instructions
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data"
 DEFAULT_DATA = SHARED / "fer2013-train-publictest.csv.gz"

@@ -1,4 +1,4 @@
-"""Train the bundled face check (``ferkit.face_check``): face vs a face detector's false face.
+"""Train the bundled face check (``ferkit.faces.face_check``): face vs a face detector's false face.
 
 Usage:
     PYTHONPATH=src .venv/bin/python benchmarks/train_face_check.py
@@ -154,7 +154,7 @@ def scene_detections(detector, faces: np.ndarray, rng, max_faces: int, rotate: b
     0.55-1.25 times that side (YuNet's box of a FER2013 crop is ~0.8 of it); a box on an
     eye or around a face and its surroundings is a false face.
     """
-    from ferkit.alignment import face_crop
+    from ferkit.faces.alignment import face_crop
 
     if backgrounds is None:
         scene = generated_background(rng)
@@ -198,7 +198,7 @@ def train(network, faces, pipeline_faces, non_faces, steps: int, rng, seed: int)
     pipeline crops) and 64 non-faces, mirrored every other step."""
     import torch
 
-    from ferkit.face_check import standardize_crops
+    from ferkit.faces.face_check import standardize_crops
 
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(network.parameters(), 3e-3, weight_decay=1e-4)
@@ -241,7 +241,7 @@ def logits_of(network, crops: np.ndarray) -> np.ndarray:
     """The network's logits over uint8 crops, in chunks."""
     import torch
 
-    from ferkit.face_check import standardize_crops
+    from ferkit.faces.face_check import standardize_crops
 
     with torch.inference_mode():
         chunks = [network(standardize_crops(crops[start : start + 1024]))[:, 0].numpy()
@@ -338,8 +338,8 @@ def main() -> None:
     from safetensors.torch import load_file, save_file
 
     from ferkit.data import load_fer2013
-    from ferkit.detection import YuNetDetector
-    from ferkit.face_check import face_check_network
+    from ferkit.faces.detection import YuNetDetector
+    from ferkit.faces.face_check import face_check_network
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rng = np.random.default_rng(args.seed)

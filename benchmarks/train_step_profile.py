@@ -21,9 +21,9 @@ from collections import defaultdict
 import torch
 import torch.nn.functional as functional
 
+from ferkit.data.preprocessing import normalize_batch
 from ferkit.models import create_model
-from ferkit.preprocessing import normalize_batch
-from ferkit.runtime import autocast, cpu_has_fast_bf16, prepare_batch, tune_allocator
+from ferkit.models.runtime import autocast, cpu_has_fast_bf16, prepare_batch, tune_allocator
 from ferkit.training.augment import random_affine
 from ferkit.training.config import TrainConfig
 from ferkit.training.loop import build_optimizer

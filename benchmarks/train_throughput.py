@@ -17,7 +17,7 @@ import platform
 import torch
 
 from ferkit.models import count_parameters, create_model
-from ferkit.runtime import cpu_has_fast_bf16, tune_allocator
+from ferkit.models.runtime import cpu_has_fast_bf16, tune_allocator
 from ferkit.training.config import TrainConfig
 from ferkit.training.epoch import build_optimizer, train_one_epoch
 

@@ -84,13 +84,12 @@ import numpy as np
 import PIL.Image
 
 import ferkit
-from ferkit.checkpoint import load_checkpoint
 from ferkit.data import load_fer2013, split_dataset, write_synthetic_csv
+from ferkit.data.explore import class_table, explore
 from ferkit.evaluation import classification_metrics, format_metrics
-from ferkit.explore import class_table, explore
 from ferkit.inference import Predictor
-from ferkit.io import read_json
 from ferkit.models import count_parameters, create_model, list_models
+from ferkit.models.checkpoint import load_checkpoint
 from ferkit.plots import (
     plot_confusion_matrix,
     plot_cross_validation,
@@ -100,6 +99,7 @@ from ferkit.plots import (
 from ferkit.training import TrainConfig, fit, learning_rate_at
 from ferkit.training.crossval import cross_validate
 from ferkit.training.report import plot_run_history
+from ferkit.utils.io import read_json
 
 # %matplotlib inline
 

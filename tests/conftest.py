@@ -31,7 +31,7 @@ if SHARED_YUNET.is_file():
     # $FERKIT_YUNET_MODEL (lookup step 2) is not hash-checked, and many tests give their
     # subprocesses an empty cache of their own: so the file is checked here, once, with the
     # checksum code users' files go through; tests/test_detector_files.py takes the cache path.
-    from ferkit.detector_files import YUNET_SHA256, file_sha256
+    from ferkit.faces.detector_files import YUNET_SHA256, file_sha256
 
     if file_sha256(SHARED_YUNET) != YUNET_SHA256:
         raise pytest.UsageError(f"{SHARED_YUNET}: not the pinned YuNet file (SHA-256 differs)")
@@ -51,9 +51,9 @@ def tiny_run(tmp_path_factory) -> Path:
     """A run folder holding an untrained, tiny `classic` model (fast; read-only for tests)."""
     import torch
 
-    from ferkit.checkpoint import make_model_card, save_checkpoint
     from ferkit.data import FER2013_CLASS_NAMES
     from ferkit.models import create_model
+    from ferkit.models.checkpoint import make_model_card, save_checkpoint
 
     folder = tmp_path_factory.mktemp("tiny_run")
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Tests for ferkit.abstention: confidence, margin, `uncertain`, risk-coverage curves."""
+"""Tests for ferkit.inference.abstention: confidence, margin, `uncertain`, risk-coverage curves."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ferkit.abstention import (
+from ferkit.data import FER2013_CLASS_NAMES
+from ferkit.inference import Predictor
+from ferkit.inference.abstention import (
     UNCERTAIN,
     check_min_confidence,
     decide,
     risk_coverage,
     threshold_table,
 )
-from ferkit.calibration import softmax
-from ferkit.data import FER2013_CLASS_NAMES
-from ferkit.errors import FerkitError
-from ferkit.inference import Predictor
+from ferkit.inference.calibration import softmax
+from ferkit.utils.errors import FerkitError
 
 
 def test_decide_labels_confidence_margin_and_uncertain():

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ferkit.alignment import FER2013_LANDMARKS, align_face, face_crop, similarity_transform
-from ferkit.detection import FaceBox, crop_face
+from ferkit.faces.alignment import FER2013_LANDMARKS, align_face, face_crop, similarity_transform
+from ferkit.faces.detection import FaceBox, crop_face
 
 skimage_data = pytest.importorskip("skimage.data")
 # YuNet's landmarks on the astronaut (512x512 photo), measured once.

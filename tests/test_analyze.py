@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from ferkit.data import FER2013_CLASS_NAMES
-from ferkit.errors import FerkitError
 from ferkit.inference.pipeline import analyze, expand_inputs
 from ferkit.inference.results import annotate, write_csv
+from ferkit.utils.errors import FerkitError
 
 skimage_data = pytest.importorskip("skimage.data")
 

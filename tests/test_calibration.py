@@ -1,4 +1,5 @@
-"""Tests for ferkit.calibration: temperature fitting, ECE/NLL/Brier, one probability path."""
+"""Tests for ferkit.inference.calibration: temperature fitting, ECE/NLL/Brier, one
+probability path."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from ferkit.calibrate import calibrate_model
-from ferkit.calibration import (
+from ferkit.data import FER2013_CLASS_NAMES
+from ferkit.evaluation.calibrate import calibrate_model
+from ferkit.inference import Predictor
+from ferkit.inference.calibration import (
     brier_score,
     calibration_metrics,
     combine_probabilities,
@@ -19,12 +22,10 @@ from ferkit.calibration import (
     reliability_bins,
     softmax,
 )
-from ferkit.checkpoint import make_model_card, save_checkpoint
-from ferkit.data import FER2013_CLASS_NAMES
-from ferkit.errors import FerkitError
-from ferkit.inference import Predictor
-from ferkit.io import read_json, write_json
 from ferkit.models import create_model
+from ferkit.models.checkpoint import make_model_card, save_checkpoint
+from ferkit.utils.errors import FerkitError
+from ferkit.utils.io import read_json, write_json
 
 
 def sample_labels(probabilities: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -133,8 +134,8 @@ def test_predictor_applies_the_card_temperature(run_dir):
 def test_onnx_export_carries_the_calibration_and_passes_parity(
     run_dir, tmp_path, monkeypatch, entry
 ):
-    from ferkit.calibration import calibration_of
-    from ferkit.export import export_onnx
+    from ferkit.inference.calibration import calibration_of
+    from ferkit.inference.export import export_onnx
 
     monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))  # the ONNX backend's cache
     card = read_json(run_dir / "best.json")
@@ -186,7 +187,7 @@ def test_calibrate_model_writes_the_card_and_refuses_onnx(run_dir, tmp_path):
 def test_calibrate_an_ensemble_writes_ensemble_json(run_dir, tmp_path):
     from ferkit.data import save_fer2013_csv
     from ferkit.data.synth import make_synthetic_dataset
-    from ferkit.ensemble import create_ensemble
+    from ferkit.models.ensemble import create_ensemble
 
     torch.manual_seed(1)
     other = create_model("seed", channels=[4, 4, 4]).eval()

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ferkit.calibrate import format_calibration
-from ferkit.calibration import (
+from ferkit.data import FER2013_CLASS_NAMES
+from ferkit.evaluation.calibrate import format_calibration
+from ferkit.inference import Predictor
+from ferkit.inference.calibration import (
     AffineCalibration,
     calibrated_probabilities,
     calibration_of,
@@ -18,12 +20,10 @@ from ferkit.calibration import (
     negative_log_likelihood,
     softmax,
 )
-from ferkit.checkpoint import make_model_card, save_checkpoint
-from ferkit.data import FER2013_CLASS_NAMES
-from ferkit.errors import FerkitError
-from ferkit.inference import Predictor
-from ferkit.io import read_json, write_json
 from ferkit.models import create_model
+from ferkit.models.checkpoint import make_model_card, save_checkpoint
+from ferkit.utils.errors import FerkitError
+from ferkit.utils.io import read_json, write_json
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for ferkit.checkpoint: safetensors weights + JSON model cards, optimizer state."""
+"""Tests for ferkit.models.checkpoint: safetensors weights + JSON model cards, optimizer state."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from ferkit.checkpoint import (
+from ferkit.models import create_model
+from ferkit.models.checkpoint import (
     load_checkpoint,
     load_optimizer,
     make_model_card,
@@ -15,8 +16,7 @@ from ferkit.checkpoint import (
     save_checkpoint,
     save_optimizer,
 )
-from ferkit.errors import FerkitError
-from ferkit.models import create_model
+from ferkit.utils.errors import FerkitError
 
 NORMALIZATION = {"mean": 0.5, "std": 0.25}
 

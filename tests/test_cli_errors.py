@@ -148,10 +148,10 @@ def test_version_does_not_import_torch(version_run):
 
 
 def test_cli_choices_match_the_library():
-    """The CLI (torch-free) and the library take their choices from ferkit.choices."""
-    from ferkit.choices import BACKENDS
+    """The CLI (torch-free) and the library take their choices from ferkit.utils.choices."""
     from ferkit.cli import build_parser
-    from ferkit.detection import DETECTORS
+    from ferkit.faces.detection import DETECTORS
+    from ferkit.utils.choices import BACKENDS
 
     commands = next(
         action for action in build_parser()._actions if action.dest == "command"

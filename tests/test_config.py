@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ferkit.choices import MODEL_ALIASES
 from ferkit.cli import build_parser, main
-from ferkit.errors import FerkitError
 from ferkit.training.arguments import (
     add_config_options,
     config_from_arguments,
@@ -20,6 +18,8 @@ from ferkit.training.arguments import (
     flag_of,
 )
 from ferkit.training.config import TrainConfig, read_config_file
+from ferkit.utils.choices import MODEL_ALIASES
+from ferkit.utils.errors import FerkitError
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "pretrained"
@@ -175,8 +175,8 @@ def test_makefile_and_sweep_use_the_recipe_files():
 
 
 def test_the_old_seed_architecture_name_is_an_alias_of_classic(tmp_path, caplog):
-    from ferkit.checkpoint import load_checkpoint, make_model_card, save_checkpoint
     from ferkit.models import create_model, list_models
+    from ferkit.models.checkpoint import load_checkpoint, make_model_card, save_checkpoint
 
     assert MODEL_ALIASES["seed"] == "classic"
     assert "classic" in list_models() and "seed" not in list_models()

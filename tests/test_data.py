@@ -24,9 +24,9 @@ from ferkit.data import (
     write_synthetic_csv,
 )
 from ferkit.data.cache import default_cache_dir
+from ferkit.data.preprocessing import read_image, to_face_array
 from ferkit.data.synth import make_synthetic_dataset
-from ferkit.errors import DataError, FerkitError
-from ferkit.preprocessing import read_image, to_face_array
+from ferkit.utils.errors import DataError, FerkitError
 
 NUM_CLASSES = len(FER2013_CLASS_NAMES)
 ROW_COUNT = 14

@@ -1,4 +1,5 @@
-"""Tests for ferkit.detection on real photos (scikit-image's astronaut) and synthetic scenes."""
+"""Tests for ferkit.faces.detection on real photos (scikit-image's astronaut) and synthetic
+scenes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ferkit.detection import (
+from ferkit.faces.detection import (
     FaceBox,
     HaarDetector,
     WholeImageDetector,
@@ -15,7 +16,7 @@ from ferkit.detection import (
     crop_face,
     intersection_over_union,
 )
-from ferkit.errors import FerkitError
+from ferkit.utils.errors import FerkitError
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -75,7 +76,7 @@ def test_a_photo_without_faces_gives_no_boxes(haar):
 
 
 def test_crop_face_pads_at_borders_and_uses_the_eval_preprocessing(astronaut):
-    from ferkit.preprocessing import to_face_array
+    from ferkit.data.preprocessing import to_face_array
 
     inside = crop_face(astronaut, FaceBox(*ASTRONAUT_FACE, 1.0), margin=0.0)
     x, y, width, height = ASTRONAUT_FACE
@@ -96,7 +97,7 @@ def test_detector_choices_and_yunet_without_its_file(tmp_path):
 
 
 def test_fast_haar_finds_the_astronaut_on_a_photo_sized_canvas(astronaut):
-    from ferkit.detection import create_detector
+    from ferkit.faces.detection import create_detector
 
     fast = create_detector("haar-fast")
     assert fast.name == "haar-fast" and fast.max_side < HaarDetector().max_side

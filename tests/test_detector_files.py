@@ -16,9 +16,9 @@ import warnings
 import numpy as np
 import pytest
 
-from ferkit import detector_files
-from ferkit.detection import create_detector
-from ferkit.detector_files import (
+from ferkit.faces import detector_files
+from ferkit.faces.detection import create_detector
+from ferkit.faces.detector_files import (
     YUNET_FILE_NAME,
     YUNET_SHA256,
     DetectorUnavailable,
@@ -26,7 +26,7 @@ from ferkit.detector_files import (
     resolve_yunet_model,
     yunet_model_path,
 )
-from ferkit.errors import FerkitError, FerkitWarning
+from ferkit.utils.errors import FerkitError, FerkitWarning
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def test_a_damaged_cached_file_is_named_when_the_download_fails_too(zoo, cache, 
 
 
 def test_the_download_progress_bar_follows_the_progress_setting(zoo, cache, capsys):
-    from ferkit.detector_files import _download
+    from ferkit.faces.detector_files import _download
 
     _download(cache / YUNET_FILE_NAME, progress=True)
     assert "downloading" in capsys.readouterr().err
@@ -137,8 +137,8 @@ def test_the_download_progress_bar_follows_the_progress_setting(zoo, cache, caps
 def test_predict_no_progress_reaches_the_detector_file(monkeypatch, tiny_run, tmp_path, capsys):
     from PIL import Image
 
-    from ferkit import detection
     from ferkit.cli import main
+    from ferkit.faces import detection
 
     asked = []
 

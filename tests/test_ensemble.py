@@ -1,4 +1,4 @@
-"""Tests for ferkit.ensemble and ensemble prediction."""
+"""Tests for ferkit.models.ensemble and ensemble prediction."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.data import FER2013_CLASS_NAMES
-from ferkit.ensemble import create_ensemble
-from ferkit.errors import FerkitError
 from ferkit.inference import Predictor
 from ferkit.models import create_model
+from ferkit.models.checkpoint import make_model_card, save_checkpoint
+from ferkit.models.ensemble import create_ensemble
+from ferkit.utils.errors import FerkitError
 
 
 def make_run(folder, seed, class_names=FER2013_CLASS_NAMES, tta="none"):

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.data import FerDataset, save_fer2013_csv
 from ferkit.data.synth import make_synthetic_dataset
-from ferkit.errors import FerkitError
 from ferkit.evaluation import align_labels, classification_metrics, evaluate_dataset
 from ferkit.models import create_model
+from ferkit.models.checkpoint import make_model_card, save_checkpoint
+from ferkit.utils.errors import FerkitError
 
 
 def test_metrics_match_a_hand_count():

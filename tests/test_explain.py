@@ -1,4 +1,5 @@
-"""Tests for ferkit.explain: the standard sanity checks of saliency maps, the CLI and the API.
+"""Tests for ferkit.evaluation.explain: the standard sanity checks of saliency maps, the CLI
+and the API.
 
 A small VGG is trained in the module fixture on synthetic faces, whose class cue (brows, eyes,
 mouth, Disgust's nose wrinkles) is known pixel by pixel (ferkit.data.synth_cues).
@@ -15,16 +16,16 @@ from PIL import Image
 from scipy.ndimage import binary_dilation
 from scipy.stats import spearmanr
 
-from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.cli import main
 from ferkit.data import FER2013_CLASS_NAMES
+from ferkit.data.preprocessing import normalize_batch
 from ferkit.data.synth import generate_faces
 from ferkit.data.synth_cues import expression_cue_masks
-from ferkit.errors import FerkitError
-from ferkit.explain import explain_faces, gradcam, last_convolution, occlusion_map
+from ferkit.evaluation.explain import explain_faces, gradcam, last_convolution, occlusion_map
 from ferkit.inference import Predictor
 from ferkit.models import create_model
-from ferkit.preprocessing import normalize_batch
+from ferkit.models.checkpoint import make_model_card, save_checkpoint
+from ferkit.utils.errors import FerkitError
 
 TEST_SEED = 11  # faces the model never saw in training
 #: The cue region: the cue's pixels dilated by 4 px, one cell of the 12x12 Grad-CAM grid (the
@@ -193,7 +194,7 @@ def test_gradcam_hooks_ignore_other_threads_using_the_model(trained, test_faces)
     leak into this thread's Grad-CAM hooks."""
     import threading
 
-    from ferkit.explain import _capture_last_features
+    from ferkit.evaluation.explain import _capture_last_features
 
     captured = {}
     handles = _capture_last_features(trained.model, captured)
@@ -215,8 +216,8 @@ def test_explain_classifies_the_aligned_crop_predict_classifies(tiny_run, tmp_pa
     import cv2
     from skimage import data as skimage_data
 
-    from ferkit.alignment import FER2013_LANDMARKS, similarity_transform
-    from ferkit.explain import explain
+    from ferkit.evaluation.explain import explain
+    from ferkit.faces.alignment import FER2013_LANDMARKS, similarity_transform
     from ferkit.inference.pipeline import analyze
 
     photo = tmp_path / "astronaut.png"

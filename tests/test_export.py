@@ -1,4 +1,4 @@
-"""Tests for ferkit.export: ONNX export with parity, metadata, and the ONNX predictor."""
+"""Tests for ferkit.inference.export: ONNX export with parity, metadata, and the ONNX predictor."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.data import FER2013_CLASS_NAMES
-from ferkit.ensemble import create_ensemble
-from ferkit.errors import FerkitError
 from ferkit.inference import Predictor
 from ferkit.models import create_model
+from ferkit.models.checkpoint import make_model_card, save_checkpoint
+from ferkit.models.ensemble import create_ensemble
+from ferkit.utils.errors import FerkitError
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from ferkit.export import export_onnx  # noqa: E402
 from ferkit.inference.engines import OnnxEngine  # noqa: E402
+from ferkit.inference.export import export_onnx  # noqa: E402
 
 
 def make_run(folder, seed=0, arch="seed", tta="none", **arguments):

@@ -1,4 +1,5 @@
-"""Tests for ferkit.face_check (the bundled face vs false-face CNN) and the pipeline with it."""
+"""Tests for ferkit.faces.face_check (the bundled face vs false-face CNN) and the pipeline
+with it."""
 
 from __future__ import annotations
 
@@ -9,16 +10,16 @@ import cv2
 import numpy as np
 import pytest
 
-from ferkit.alignment import face_crop
-from ferkit.detection import YUNET_SCORE_THRESHOLD, YuNetDetector
-from ferkit.errors import FerkitError
-from ferkit.face_check import (
+from ferkit.faces.alignment import face_crop
+from ferkit.faces.detection import YUNET_SCORE_THRESHOLD, YuNetDetector
+from ferkit.faces.face_check import (
     FACE_CHECK_STEM,
     FaceCheck,
     bundled_face_check,
     face_check_network,
     standardize_crops,
 )
+from ferkit.utils.errors import FerkitError
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -156,7 +157,7 @@ class _OneFaceAt:
 
 
 def test_detect_rotated_maps_landmarks_and_boxes_back_to_the_photo():
-    from ferkit.detection import FaceBox, detect_rotated
+    from ferkit.faces.detection import FaceBox, detect_rotated
 
     landmarks = ((5.0, 10.0), (15.0, 10.0), (10.0, 15.0), (6.0, 20.0), (14.0, 20.0))
     detector = _OneFaceAt(FaceBox(0, 5, 20, 20, 0.7, landmarks))

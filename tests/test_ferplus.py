@@ -16,8 +16,8 @@ from ferkit.data.ferplus import (
     parse_label_file,
     write_synthetic_ferplus,
 )
-from ferkit.errors import DataError, FerkitError
 from ferkit.evaluation import evaluate_dataset, restrict_to_classes, vote_metrics
+from ferkit.utils.errors import DataError, FerkitError
 
 SHARED_FERPLUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ferplus"
 
@@ -165,9 +165,9 @@ def test_votes_need_vote_data(tmp_path, monkeypatch):
 
 
 def test_a_fer2013_model_is_scored_on_the_shared_classes(ferplus_root, tmp_path, monkeypatch):
-    from ferkit.checkpoint import make_model_card, save_checkpoint
     from ferkit.data import FER2013_CLASS_NAMES
     from ferkit.models import create_model
+    from ferkit.models.checkpoint import make_model_card, save_checkpoint
 
     monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path / "cache"))
     dataset = load_ferplus(ferplus_root)
@@ -200,7 +200,7 @@ def test_the_real_ferplus_valid_folder_matches_its_readme():
 
 
 def test_default_and_small_are_the_ferplus_models():
-    from ferkit.checkpoint import resolve_checkpoint
+    from ferkit.models.checkpoint import resolve_checkpoint
     from ferkit.pretrained import available_bundled_models
 
     if not {"default", "ferplus", "small", "ferplus-small"} <= set(available_bundled_models()):

@@ -1,4 +1,4 @@
-"""``ferkit.hub.load``: one loader for every kind of model location, used everywhere."""
+"""``ferkit.models.hub.load``: one loader for every kind of model location, used everywhere."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ferkit import hub
-from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.data import FER2013_CLASS_NAMES
-from ferkit.ensemble import create_ensemble
-from ferkit.errors import FerkitError
-from ferkit.models import create_model
+from ferkit.models import create_model, hub
+from ferkit.models.checkpoint import make_model_card, save_checkpoint
+from ferkit.models.ensemble import create_ensemble
 from ferkit.pretrained import available_bundled_models
+from ferkit.utils.errors import FerkitError
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "ferkit"
 NORMALIZATION = {"mean": 0.5, "std": 0.25}
@@ -102,7 +101,7 @@ def test_teachers_and_init_refuse_what_they_cannot_use(tmp_path):
 
 
 def test_only_the_hub_resolves_model_locations():
-    """Commands, teachers and --init go through ferkit.hub; the readers it builds on
+    """Commands, teachers and --init go through ferkit.models.hub; the readers it builds on
     (resolve_checkpoint, load_ensemble) are called from nowhere else."""
     readers = {"resolve_checkpoint", "load_ensemble"}
     allowed = {"hub.py", "checkpoint.py", "ensemble.py"}

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.data import FER2013_CLASS_NAMES
-from ferkit.errors import FerkitError
+from ferkit.data.preprocessing import normalize_batch, to_face_array
 from ferkit.inference import Predictor
 from ferkit.models import create_model
-from ferkit.preprocessing import normalize_batch, to_face_array
+from ferkit.models.checkpoint import make_model_card, save_checkpoint
+from ferkit.utils.errors import FerkitError
 
 
 @pytest.fixture()
@@ -135,7 +135,7 @@ def test_every_engine_runs_the_one_probability_graph(run_dir, tmp_path, monkeypa
 
 
 def test_a_prediction_is_one_type_for_crops_and_detected_faces():
-    from ferkit.detection import FaceBox
+    from ferkit.faces.detection import FaceBox
     from ferkit.inference.results import predictions_from
 
     box = FaceBox(1, 2, 30, 30, 0.9, landmarks=((10, 10), (20, 10), (15, 15), (11, 20), (19, 20)))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-import ferkit.int8 as int8
-from ferkit.checkpoint import make_model_card, save_checkpoint
+import ferkit.inference.int8 as int8
 from ferkit.data import FER2013_CLASS_NAMES
-from ferkit.errors import FerkitError
 from ferkit.inference import Predictor
 from ferkit.inference.engines import _auto_backend
 from ferkit.models import create_model
+from ferkit.models.checkpoint import make_model_card, save_checkpoint
+from ferkit.utils.errors import FerkitError
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

@@ -1,4 +1,5 @@
-"""Tests for ferkit.modelcard, `ferkit info`, `/v1/model` and the bundled cards' fields."""
+"""Tests for ferkit.evaluation.modelcard, `ferkit info`, `/v1/model` and the bundled cards'
+fields."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from ferkit.calibration import calibration_of
-from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.cli import main
 from ferkit.data import FER2013_CLASS_NAMES
-from ferkit.io import read_json
-from ferkit.modelcard import format_model_card, load_model_card
+from ferkit.evaluation.modelcard import format_model_card, load_model_card
+from ferkit.inference.calibration import calibration_of
 from ferkit.models import create_model
+from ferkit.models.checkpoint import make_model_card, save_checkpoint
 from ferkit.pretrained import ALIASES, FOLDER, available_bundled_models
+from ferkit.utils.io import read_json
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from ferkit.errors import FerkitError
 from ferkit.models import count_parameters, create_model, list_models, register_model
+from ferkit.utils.errors import FerkitError
 
 
 def test_classic_is_the_notebooks_cnn_with_674759_parameters():

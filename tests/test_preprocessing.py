@@ -1,4 +1,4 @@
-"""Tests for ferkit.preprocessing: reading images, 48x48 gray faces and model normalisation."""
+"""Tests for ferkit.data.preprocessing: reading images, 48x48 gray faces and model normalisation."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from ferkit.errors import FerkitError
-from ferkit.preprocessing import (
+from ferkit.data.preprocessing import (
     DEFAULT_NORMALIZATION,
     normalize_batch,
     read_image,
     to_face_array,
 )
+from ferkit.utils.errors import FerkitError
 
 
 def random_pixels(shape, seed: int = 0) -> np.ndarray:
@@ -37,7 +37,7 @@ def pil_gray(image: Image.Image, size: int = 48) -> np.ndarray:
 
 def test_preprocessing_imports_first_in_a_fresh_interpreter():
     result = subprocess.run(
-        [sys.executable, "-c", "import ferkit.preprocessing"],
+        [sys.executable, "-c", "import ferkit.data.preprocessing"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 import ferkit
-from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.data import FER2013_CLASS_NAMES
 from ferkit.models import create_model
-from ferkit.quiet import FFMPEG_LOG_VARIABLE, quiet_third_party
+from ferkit.models.checkpoint import make_model_card, save_checkpoint
+from ferkit.utils.quiet import FFMPEG_LOG_VARIABLE, quiet_third_party
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

@@ -1,4 +1,4 @@
-"""Tests for ferkit.robustness (``ferkit evaluate --perturb``)."""
+"""Tests for ferkit.evaluation.robustness (``ferkit evaluate --perturb``)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from ferkit.checkpoint import make_model_card, save_checkpoint
 from ferkit.cli import main
 from ferkit.data import FER2013_CLASS_NAMES, save_fer2013_csv
 from ferkit.data.synth import generate_faces, make_synthetic_dataset
-from ferkit.errors import FerkitError
+from ferkit.evaluation.robustness import (
+    PERTURBATIONS,
+    format_robustness,
+    perturb,
+    robustness_report,
+)
 from ferkit.models import create_model
+from ferkit.models.checkpoint import make_model_card, save_checkpoint
 from ferkit.plots import plot_robustness
-from ferkit.robustness import PERTURBATIONS, format_robustness, perturb, robustness_report
+from ferkit.utils.errors import FerkitError
 
 
 @pytest.fixture(scope="module")

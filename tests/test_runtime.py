@@ -1,4 +1,4 @@
-"""Tests for ferkit.runtime: devices, precision, the shared forward path and TTA."""
+"""Tests for ferkit.models.runtime: devices, precision, the shared forward path and TTA."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ferkit.errors import FerkitError
+from ferkit.data.preprocessing import normalize_batch
 from ferkit.models import create_model
-from ferkit.preprocessing import normalize_batch
-from ferkit.runtime import batched_logits, resolve_device, resolve_precision, tta_views
+from ferkit.models.runtime import batched_logits, resolve_device, resolve_precision, tta_views
+from ferkit.utils.errors import FerkitError
 
 
 @pytest.fixture(scope="module")

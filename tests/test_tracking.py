@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ferkit.data import FER2013_CLASS_NAMES
-from ferkit.detection import FaceBox
-from ferkit.tracking import FaceTracker
+from ferkit.faces.detection import FaceBox
+from ferkit.inference.tracking import FaceTracker
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -173,8 +173,8 @@ def test_min_confidence_applies_to_the_smoothed_video_probabilities(tiny_run, tm
 
 
 def test_smoothing_is_checked_before_any_file_is_read(tiny_run, tmp_path):
-    from ferkit.errors import FerkitError
     from ferkit.inference.pipeline import analyze
+    from ferkit.utils.errors import FerkitError
 
     with pytest.raises(FerkitError, match="--smoothing 1.5: must be at least 0 and below 1"):
         analyze([tmp_path / "photo.png"], model=tiny_run, detector="none", smoothing=1.5)

@@ -12,11 +12,11 @@ from safetensors.torch import load_file
 
 from ferkit.data import split_dataset
 from ferkit.data.synth import make_synthetic_dataset
-from ferkit.errors import FerkitError
 from ferkit.training import TrainConfig, fit, learning_rate_at
 from ferkit.training import loop as training_loop
 from ferkit.training.augment import random_affine
 from ferkit.training.schedule import phase_boundaries
+from ferkit.utils.errors import FerkitError
 
 TINY_MODEL = {"channels": [4, 8, 8], "dense_units": [16, 8]}
 # A narrow notebook CNN with light dropout: learns the synthetic task in a few epochs.
@@ -264,8 +264,8 @@ def test_last_bundle_survives_a_kill_during_the_swap(tmp_path):
     """A kill between the two folder renames leaves last.new or last.old: both resumable."""
     import os
 
-    from ferkit.checkpoint import make_model_card
     from ferkit.models import create_model
+    from ferkit.models.checkpoint import make_model_card
     from ferkit.training.epoch import build_optimizer
     from ferkit.training.state import find_last, save_last
 
@@ -383,7 +383,7 @@ def test_fine_tuning_from_a_run_with_a_different_class_list(tmp_path, tiny_split
 
 def test_fine_tuning_with_the_same_classes_copies_every_tensor(tmp_path, tiny_split):
     train_set, _ = tiny_split
-    from ferkit.checkpoint import load_checkpoint
+    from ferkit.models.checkpoint import load_checkpoint
     from ferkit.training.loop import initialise_from
 
     base = fit(tiny_config(tmp_path / "base", epochs=[1]), *tiny_split, log=print)
@@ -470,7 +470,7 @@ def test_distillation_loss_is_zero_for_an_identical_teacher(tiny_split):
 
 def test_offline_teacher_probabilities_average_the_face_and_its_mirror(tiny_split):
     from ferkit.models import create_model
-    from ferkit.runtime import batched_logits
+    from ferkit.models.runtime import batched_logits
     from ferkit.training.distill import offline_teacher_probabilities
 
     train_set, _ = tiny_split
@@ -496,7 +496,7 @@ def test_offline_teacher_probabilities_average_the_face_and_its_mirror(tiny_spli
 def test_offline_distillation_targets_follow_the_shuffled_faces(tiny_split):
     """A table holding the student's own softened outputs gives a zero distillation loss only
     if each batch reads the rows of its own (shuffled) faces."""
-    from ferkit.runtime import batched_logits
+    from ferkit.models.runtime import batched_logits
     from ferkit.training.epoch import build_optimizer, train_one_epoch
 
     train_set, _ = tiny_split
@@ -581,8 +581,8 @@ def stepped_scaler(steps: int, overflow_at: int | None = None) -> torch.amp.Grad
 
 
 def test_scaler_state_round_trips_through_the_last_bundle(tmp_path):
-    from ferkit.checkpoint import make_model_card
     from ferkit.models import create_model
+    from ferkit.models.checkpoint import make_model_card
     from ferkit.training.epoch import build_optimizer
     from ferkit.training.state import find_last, load_scaler, save_last
 
@@ -603,8 +603,8 @@ def test_scaler_state_round_trips_through_the_last_bundle(tmp_path):
 
 
 def test_bundles_without_a_scaler_state_still_resume(tmp_path):
-    from ferkit.checkpoint import make_model_card
     from ferkit.models import create_model
+    from ferkit.models.checkpoint import make_model_card
     from ferkit.training.epoch import build_optimizer
     from ferkit.training.state import load_scaler, save_last
 

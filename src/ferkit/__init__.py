@@ -4,13 +4,14 @@ Train, evaluate and use emotion classifiers for 48x48 grayscale faces (FER2013 l
 
 Example:
     >>> import ferkit
-    >>> ferkit.__version__  # doctest: +SKIP
-    '0.1.0'
+    >>> ferkit.__version__
+    '0.2.0'
 """
 
-from ferkit.lazy import lazy_attributes
+from ferkit.utils import compat
+from ferkit.utils.lazy import lazy_attributes
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__", "Predictor", "Prediction", "Analyzer", "analyze"]
 
@@ -24,3 +25,6 @@ _EXPORTS = {
 
 
 __getattr__ = lazy_attributes(__name__, _EXPORTS)
+
+# ferkit 0.1's flat module paths (ferkit.detection, ...) keep importing, with a warning.
+compat.install()

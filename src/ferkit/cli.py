@@ -12,12 +12,12 @@ import sys
 import warnings
 
 from ferkit.cli_parser import build_command_parser
-from ferkit.errors import FerkitError
+from ferkit.utils.errors import FerkitError
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     """Ferkit's own warnings as one ``warning: ...`` line; others as Python prints them."""
-    from ferkit.errors import FerkitWarning
+    from ferkit.utils.errors import FerkitWarning
 
     if issubclass(category, FerkitWarning):
         print(f"warning: {message}", file=sys.stderr)
@@ -47,7 +47,7 @@ def _command_synth(arguments) -> int:
 
 
 def _command_explore(arguments) -> int:
-    from ferkit.explore import explore
+    from ferkit.data.explore import explore
 
     result = explore(arguments.data, arguments.out, arguments.seed, arguments.skip_bad_rows)
     print(result["table"])
@@ -72,7 +72,7 @@ def _command_train(arguments) -> int:
     )
     calibration = result.card.get("calibration")
     if calibration:
-        from ferkit.modelcard import describe_map
+        from ferkit.evaluation.modelcard import describe_map
 
         print(
             f"calibration: {describe_map(calibration)} fitted on the validation "
@@ -103,7 +103,11 @@ def _command_cv(arguments) -> int:
 
 def _command_evaluate(arguments) -> int:
     from ferkit.data import describe_skipped
-    from ferkit.evaluation import evaluate_dataset, format_metrics, format_probability_report
+    from ferkit.evaluation.evaluate import (
+        evaluate_dataset,
+        format_metrics,
+        format_probability_report,
+    )
 
     metrics = evaluate_dataset(
         arguments.data,
@@ -120,7 +124,7 @@ def _command_evaluate(arguments) -> int:
         print(describe_skipped(metrics["skipped"]) + " (all listed in metrics.json)")
     print(format_metrics(metrics))
     if arguments.perturb:
-        from ferkit.robustness import format_robustness
+        from ferkit.evaluation.robustness import format_robustness
 
         print(format_robustness(metrics["robustness"]))
         print(f"wrote {metrics['output_folder']}/robustness.png")
@@ -133,7 +137,7 @@ def _command_evaluate(arguments) -> int:
 
 
 def _command_calibrate(arguments) -> int:
-    from ferkit.calibrate import calibrate_model, format_calibration
+    from ferkit.evaluation.calibrate import calibrate_model, format_calibration
 
     result = calibrate_model(
         arguments.model,
@@ -156,7 +160,7 @@ def _command_calibrate(arguments) -> int:
 
 
 def _command_info(arguments) -> int:
-    from ferkit.modelcard import model_card_markdown
+    from ferkit.evaluation.modelcard import model_card_markdown
 
     print(model_card_markdown(arguments.model, as_json=arguments.json))
     return 0
@@ -224,7 +228,7 @@ def _print_table(results) -> None:
 
 
 def _command_explain(arguments) -> int:
-    from ferkit.explain import explain
+    from ferkit.evaluation.explain import explain
 
     results, errors = explain(
         arguments.inputs,
@@ -251,7 +255,7 @@ def _command_explain(arguments) -> int:
 
 
 def _command_ensemble(arguments) -> int:
-    from ferkit.ensemble import create_ensemble
+    from ferkit.models.ensemble import create_ensemble
 
     path = create_ensemble(arguments.models, arguments.out)
     print(f"wrote an ensemble of {len(arguments.models)} models: {path}")
@@ -260,7 +264,7 @@ def _command_ensemble(arguments) -> int:
 
 
 def _command_export(arguments) -> int:
-    from ferkit.export import export_onnx
+    from ferkit.inference.export import export_onnx
 
     result = export_onnx(
         arguments.model,
@@ -316,7 +320,7 @@ def _command_serve(arguments) -> int:
 
 
 def _command_detector_install(arguments) -> int:
-    from ferkit.detector_files import install_yunet_model
+    from ferkit.faces.detector_files import install_yunet_model
 
     print(f"installed {install_yunet_model(arguments.file)} (SHA-256 checked)")
     return 0

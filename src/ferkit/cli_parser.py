@@ -13,8 +13,8 @@ from ferkit import __version__
 
 # The torch- and OpenCV-free lists of choices, shared with the library: importing detection or
 # inference here would load OpenCV and torch for every command, --help included.
-from ferkit.choices import BACKENDS, CALIBRATION_METHODS, DETECTORS, DEVICES
-from ferkit.choices import TTA_MODES as TTA_CHOICES
+from ferkit.utils.choices import BACKENDS, CALIBRATION_METHODS, DETECTORS, DEVICES
+from ferkit.utils.choices import TTA_MODES as TTA_CHOICES
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:

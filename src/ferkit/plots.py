@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ferkit.io import atomic_write
+from ferkit.utils.io import atomic_write
 
 
 def _figure(rows: int = 1, columns: int = 1, **options):
@@ -209,11 +209,11 @@ def reliability_figure(panels: dict[str, list[dict]], title: str = "") -> Figure
     share of faces per bin.
 
     Args:
-        panels: panel name → bins from :func:`ferkit.calibration.reliability_bins`.
+        panels: panel name → bins from :func:`ferkit.inference.calibration.reliability_bins`.
         title: figure title.
 
     Example:
-        >>> from ferkit.calibration import reliability_bins
+        >>> from ferkit.inference.calibration import reliability_bins
         >>> bins = reliability_bins([[0.9, 0.1], [0.3, 0.7]], [0, 0])
         >>> len(reliability_figure({"before": bins, "after": bins}).axes)
         2
@@ -253,11 +253,11 @@ def risk_coverage_figure(curves: dict[str, dict], title: str = "Risk-coverage") 
     """Accuracy on the most confident faces against the share of faces answered.
 
     Args:
-        curves: curve name → :func:`ferkit.abstention.risk_coverage` result.
+        curves: curve name → :func:`ferkit.inference.abstention.risk_coverage` result.
         title: axis title.
 
     Example:
-        >>> from ferkit.abstention import risk_coverage
+        >>> from ferkit.inference.abstention import risk_coverage
         >>> curve = risk_coverage([[0.9, 0.1], [0.6, 0.4]], [0, 1])
         >>> len(risk_coverage_figure({"model": curve}).axes)
         1
@@ -287,7 +287,7 @@ def plot_robustness(report: dict, path: str | os.PathLike | None = None):
     """Accuracy against severity (0 = clean) per perturbation, from a robustness report.
 
     Args:
-        report: :func:`ferkit.robustness.robustness_report`'s result.
+        report: :func:`ferkit.evaluation.robustness.robustness_report`'s result.
         path: also write the figure to this PNG when given.
 
     Returns:

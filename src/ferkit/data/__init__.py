@@ -20,8 +20,8 @@ from ferkit.data.fer2013 import parse_fer2013_csv, save_fer2013_csv
 from ferkit.data.ferplus import FERPLUS_CLASS_NAMES, ferplus_split_folders, load_ferplus
 from ferkit.data.folders import load_image_folder
 from ferkit.data.split import split_dataset, stratified_folds
-from ferkit.errors import DataError
-from ferkit.io import atomic_write
+from ferkit.utils.errors import DataError
+from ferkit.utils.io import atomic_write
 
 __all__ = [
     "FACE_SIZE",
@@ -78,7 +78,7 @@ def write_skipped(dataset: FerDataset, folder: str | os.PathLike) -> Path | None
     """Write every skipped row's description to ``FOLDER/skipped_rows.txt`` (if any)."""
     if not dataset.skipped:
         return None
-    from ferkit.io import write_text
+    from ferkit.utils.io import write_text
 
     return write_text(Path(folder) / "skipped_rows.txt", "\n".join(dataset.skipped) + "\n")
 

@@ -90,7 +90,7 @@ def store_cached(cache_dir: Path, key: str, arrays: dict[str, np.ndarray]) -> Pa
     A cache that cannot be written (read-only home, full disk) only costs speed, so it warns
     instead of failing.
     """
-    from ferkit.io import atomic_write
+    from ferkit.utils.io import atomic_write
 
     target_dir = cache_dir / "datasets"
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ferkit.preprocessing import FACE_SIZE  # noqa: F401  (re-exported: ferkit.data.FACE_SIZE)
+from ferkit.data.preprocessing import FACE_SIZE  # noqa: F401  (re-exported: ferkit.data.FACE_SIZE)
 
 #: FER2013 class names, in the dataset's label order (0 = Angry ... 6 = Neutral).
 FER2013_CLASS_NAMES: tuple[str, ...] = (

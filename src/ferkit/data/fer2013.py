@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.data.dataset import FACE_SIZE, FER2013_CLASS_NAMES, FER2013_USAGES, FerDataset
-from ferkit.errors import DataError
-from ferkit.io import atomic_write
+from ferkit.utils.errors import DataError
+from ferkit.utils.io import atomic_write
 
 try:  # ISA-L decompresses gzip about 3x faster than the standard library; optional.
     from isal.igzip import decompress as _gunzip

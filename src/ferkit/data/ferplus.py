@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.data.dataset import FerDataset
-from ferkit.errors import DataError, FerkitError
-from ferkit.preprocessing import read_image, to_face_array
+from ferkit.data.preprocessing import read_image, to_face_array
+from ferkit.utils.errors import DataError, FerkitError
 
 #: The ten vote columns of FER+'s ``label.csv``, in file order.
 FERPLUS_VOTE_COLUMNS: tuple[str, ...] = (
@@ -254,7 +254,7 @@ def write_synthetic_ferplus(
     from PIL import Image
 
     from ferkit.data.synth import make_synthetic_dataset
-    from ferkit.io import atomic_write, write_text
+    from ferkit.utils.io import atomic_write, write_text
 
     root = Path(root)
     synthetic = make_synthetic_dataset(n, seed)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.data.dataset import FER2013_CLASS_NAMES, FerDataset
-from ferkit.errors import DataError, FerkitError
-from ferkit.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
+from ferkit.data.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
+from ferkit.utils.errors import DataError, FerkitError
 
 #: Folder names of splits, mapped to FER2013's ``Usage`` values.
 SPLIT_ALIASES = {

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from ferkit.data.dataset import FerDataset
-from ferkit.errors import FerkitError
+from ferkit.utils.errors import FerkitError
 
 SPLIT_STRATEGIES = ("stratified", "usage")
 

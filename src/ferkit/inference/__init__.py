@@ -2,7 +2,7 @@
 
 * :mod:`~ferkit.inference.graph`: :class:`ProbabilityGraph`, the one computation from face
   pixels to calibrated probabilities (normalise → TTA views → members → softmax), which the
-  PyTorch engines run and :mod:`ferkit.export` exports.
+  PyTorch engines run and :mod:`ferkit.inference.export` exports.
 * :mod:`~ferkit.inference.engines`: PyTorch fp32/bf16 and ONNX Runtime fp32/INT8 engines and
   ``--backend auto``'s choice.
 * :mod:`~ferkit.inference.predictor`: :class:`Predictor`, built once over an engine.
@@ -19,7 +19,7 @@ Example:
     'Happy'
 """
 
-from ferkit.lazy import lazy_attributes
+from ferkit.utils.lazy import lazy_attributes
 
 #: Public name → the submodule that defines it.
 _EXPORTS = {

@@ -6,13 +6,13 @@
   GPUs; probabilities differ from fp32 by about 1e-2 at most).
 * :class:`OnnxEngine`: ONNX Runtime running an exported graph: a user's ``.onnx`` file, or the
   same graph exported once into the user cache (``onnx``; same probabilities within 1e-4), or
-  its INT8 variant (``int8``: built once, agreement-checked, see :mod:`ferkit.int8`).
+  its INT8 variant (``int8``: built once, agreement-checked, see :mod:`ferkit.inference.int8`).
 
 ``--backend auto`` (:func:`_auto_backend`) picks ONNX Runtime when it is installed and the
 device is the CPU, else PyTorch; for a bundled model on a CPU with VNNI/AMX, its INT8 variant.
 
 Example:
-    >>> from ferkit import hub
+    >>> from ferkit.models import hub
     >>> from ferkit.inference.graph import ProbabilityGraph
     >>> graph = ProbabilityGraph(hub.load("small").members)  # doctest: +SKIP
     >>> create_engine(graph, "torch").predict_proba(np.zeros((1, 48, 48), np.uint8)).shape
@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ferkit.choices import BACKENDS
-from ferkit.errors import FerkitError
 from ferkit.inference.graph import ProbabilityGraph
+from ferkit.utils.choices import BACKENDS
+from ferkit.utils.errors import FerkitError
 
 
 def _onnxruntime_installed() -> bool:
@@ -42,7 +42,7 @@ def _onnxruntime_installed() -> bool:
 
 def _auto_backend(location, device) -> tuple[str, str]:
     """``--backend auto``: (the backend, why) for a model on ``device``."""
-    from ferkit.int8 import cpu_runs_int8_fast, int8_instructions
+    from ferkit.inference.int8 import cpu_runs_int8_fast, int8_instructions
     from ferkit.pretrained import BUNDLED_MODELS
 
     if device.type != "cpu" or not _onnxruntime_installed():
@@ -121,7 +121,7 @@ class OnnxEngine:
     ):
         import onnxruntime
 
-        from ferkit.quiet import onnxruntime_session_options
+        from ferkit.utils.quiet import onnxruntime_session_options
 
         path = Path(path)
         if not path.is_file():
@@ -161,7 +161,7 @@ class OnnxEngine:
             FerkitError: ``calibrated=False`` for a file with a temperature inside its graph
                 and no PyTorch model to answer instead.
         """
-        from ferkit.calibration import is_calibrated
+        from ferkit.inference.calibration import is_calibrated
 
         if not calibrated and is_calibrated(self.card):
             # The ONNX graph has the temperature inside; without it, only PyTorch can answer.
@@ -192,7 +192,7 @@ def _cache_path(graph: ProbabilityGraph, quantize: str | None) -> Path:
     digest.update(str(graph.tta).encode())
     digest.update(json.dumps(graph.temperatures(), default=repr).encode())
     if quantize is not None:
-        from ferkit.int8 import CALIBRATION_RECIPE
+        from ferkit.inference.int8 import CALIBRATION_RECIPE
 
         digest.update(f"{quantize} {CALIBRATION_RECIPE}".encode())
     return default_cache_dir() / "onnx" / f"{digest.hexdigest()[:32]}.onnx"
@@ -201,25 +201,26 @@ def _cache_path(graph: ProbabilityGraph, quantize: str | None) -> Path:
 def onnx_engine(graph: ProbabilityGraph, quantize: str | None = None, name: str = "model"):
     """ONNX Runtime over ``graph``, exported once (parity-checked) into the user cache.
 
-    ``quantize="int8"`` uses the INT8 variant instead (:func:`ferkit.int8.cached_int8_variant`:
+    ``quantize="int8"`` uses the INT8 variant instead
+    (:func:`ferkit.inference.int8.cached_int8_variant`:
     built once, kept only if it passes the agreement check).
 
     Raises:
         FerkitError: when the export or the INT8 variant fails (or was refused before).
     """
-    from ferkit.quiet import announce
+    from ferkit.utils.quiet import announce
 
     path = _cache_path(graph, quantize)
     fallback = TorchEngine(graph, "cpu")
     if not path.is_file():
         if quantize is None:
-            from ferkit.export import export_graph
+            from ferkit.inference.export import export_graph
 
             # One line on the first use: the export takes seconds; the user should know why.
             announce(f"preparing the model for ONNX Runtime (first use; cached in {path.parent})")
             export_graph(graph, path, name=name)
         else:
-            from ferkit.int8 import cached_int8_variant
+            from ferkit.inference.int8 import cached_int8_variant
 
             cached_int8_variant(graph, path, name=name)
     return OnnxEngine(path, fallback, backend=quantize or "onnx")
@@ -235,7 +236,7 @@ def create_engine(
 
     Args:
         graph: the models, cards and TTA.
-        backend: one of :data:`ferkit.choices.BACKENDS`.
+        backend: one of :data:`ferkit.utils.choices.BACKENDS`.
         device: the PyTorch device (ONNX Runtime runs on the CPU).
         location: where the model came from (``auto`` picks INT8 for bundled names).
 

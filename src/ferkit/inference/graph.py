@@ -2,12 +2,12 @@
 
 :class:`ProbabilityGraph` is the whole computation from a batch of face pixels to calibrated
 class probabilities, as one ``torch.nn.Module``. The PyTorch engines run it
-(:mod:`ferkit.inference.engines`) and the exporter exports it (:mod:`ferkit.export`), so a
+(:mod:`ferkit.inference.engines`) and the exporter exports it (:mod:`ferkit.inference.export`), so a
 PyTorch prediction and an ONNX Runtime one go through the same graph by construction.
 
 Example:
     >>> from ferkit.models import create_model
-    >>> from ferkit.checkpoint import make_model_card
+    >>> from ferkit.models.checkpoint import make_model_card
     >>> model = create_model("classic", channels=[4, 4, 4]).eval()
     >>> names = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"]
     >>> graph = ProbabilityGraph([(model, make_model_card(model, names, {"mean": .5, "std": .25}))])
@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import torch
 
-from ferkit.calibration import calibration_of, combine_probabilities
-from ferkit.ensemble import ENSEMBLE_FORMAT
-from ferkit.errors import FerkitError
-from ferkit.preprocessing import normalize_pixels
-from ferkit.runtime import view_logits
+from ferkit.data.preprocessing import normalize_pixels
+from ferkit.inference.calibration import calibration_of, combine_probabilities
+from ferkit.models.ensemble import ENSEMBLE_FORMAT
+from ferkit.models.runtime import view_logits
+from ferkit.utils.errors import FerkitError
 
 
 class ProbabilityGraph(torch.nn.Module):
@@ -31,8 +31,8 @@ class ProbabilityGraph(torch.nn.Module):
 
     Each member normalises the faces with its card's mean and std, averages its logits over
     the test-time augmentation views (the ``tta`` override, else its card's), and the
-    members' logits become probabilities in :func:`ferkit.calibration.combine_probabilities`
-    with the cards' temperatures.
+    members' logits become probabilities in
+    :func:`ferkit.inference.calibration.combine_probabilities` with the cards' temperatures.
 
     Args:
         members: (model, model card) pairs; their probabilities are averaged (an ensemble).
@@ -88,8 +88,8 @@ class ProbabilityGraph(torch.nn.Module):
         """(each member's calibration, the ensemble's) for :func:`combine_probabilities`.
 
         A calibration is a temperature or an affine map (vector/Dirichlet scaling, see
-        :func:`ferkit.calibration.calibration_of`). ``calibrated=False`` leaves out the one
-        ``ferkit calibrate`` fits: a model's own, or an ensemble's outer one (its members keep
+        :func:`ferkit.inference.calibration.calibration_of`). ``calibrated=False`` leaves out the
+        one ``ferkit calibrate`` fits: a model's own, or an ensemble's outer one (its members keep
         theirs).
         """
         members = [calibration_of(card) for card in self.cards]

@@ -17,27 +17,27 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.abstention import check_min_confidence
-from ferkit.alignment import face_crop
-from ferkit.detection import (
+from ferkit.data.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
+from ferkit.faces.alignment import face_crop
+from ferkit.faces.detection import (
     DEFAULT_DETECTOR,
     create_detector,
     detect_rotated,
     non_maximum_suppression,
 )
-from ferkit.errors import FerkitError
-from ferkit.face_check import FACE_CHECK_SIZE, bundled_face_check
+from ferkit.faces.face_check import FACE_CHECK_SIZE, bundled_face_check
+from ferkit.inference.abstention import check_min_confidence
 from ferkit.inference.predictor import Predictor
 from ferkit.inference.results import MediaResult, annotate, predictions_from
-from ferkit.io import atomic_write
-from ferkit.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
-from ferkit.tracking import (
+from ferkit.inference.tracking import (
     DEFAULT_SMOOTHING,
     FaceTracker,
     check_smoothing,
     track_faces,
     write_track_outputs,
 )
+from ferkit.utils.errors import FerkitError
+from ferkit.utils.io import atomic_write
 
 #: Inference engine for predict and serve: torch | onnx | auto | bf16 | int8 (Predictor.from_run).
 INFERENCE_BACKEND = "auto"
@@ -161,7 +161,7 @@ class Analyzer:
         self.min_confidence = check_min_confidence(min_confidence)
 
         self.predictor = Predictor.from_run(model, device=device, tta=tta, backend=backend)
-        # YuNet faces go through the face check (ferkit.face_check), which was tuned together
+        # YuNet faces go through the face check (ferkit.faces.face_check), which was tuned together
         # with a lower YuNet threshold: more candidates, the false ones rejected.
         self.face_check = bundled_face_check() if face_check and detector == "yunet" else None
         self.score_threshold = self.face_check and self.face_check.detector_score_threshold
@@ -302,15 +302,15 @@ class Analyzer:
     ):
         """Per analysed frame (every ``every``-th), a :class:`MediaResult` with a timestamp.
 
-        Faces are linked into tracks (``face.track``, stable ids; :mod:`ferkit.tracking`) and
-        each track's probabilities are smoothed over time (``smoothing``: weight of the past,
+        Faces are linked into tracks (``face.track``, stable ids; :mod:`ferkit.inference.tracking`)
+        and each track's probabilities are smoothed over time (``smoothing``: weight of the past,
         0 = off). With ``save``, writes an annotated copy of the video (analysed frames
         annotated with track ids) as ``save/output_name`` (default ``<stem>_annotated.mp4``).
         """
         import cv2
         from tqdm import tqdm
 
-        from ferkit.quiet import quiet_third_party
+        from ferkit.utils.quiet import quiet_third_party
 
         tracker = FaceTracker(smoothing)
         with quiet_third_party():  # FFmpeg's own line for a broken file; ours follows
@@ -453,7 +453,7 @@ def analyze(
     ``detector`` defaults to YuNet (Haar with a warning when its file cannot be had and
     downloads are off, ``offline``); ``align`` crops faces from their landmarks;
     ``face_check`` (YuNet only) asks YuNet for more candidates and drops those the face check
-    (:mod:`ferkit.face_check`) finds are not faces, counting them in ``rejected_faces``.
+    (:mod:`ferkit.faces.face_check`) finds are not faces, counting them in ``rejected_faces``.
     ``log`` (a callable taking one line), when given, is told which inference engine runs
     and why (``--verbose``).
 
@@ -474,7 +474,7 @@ def analyze(
         min_confidence, face_check, progress,
     )  # fmt: skip
     if log is not None:
-        from ferkit.int8 import describe_backend
+        from ferkit.inference.int8 import describe_backend
 
         log(f"model: {model}; {describe_backend(analyzer.predictor)}")
     results = _analyze_files(analyzer, files, _Outputs(save), errors, every, progress, smoothing)

@@ -19,21 +19,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ferkit.abstention import check_min_confidence
-from ferkit.calibration import temperature_of
-from ferkit.errors import FerkitError
+from ferkit.data.preprocessing import read_image, to_face_array
+from ferkit.inference.abstention import check_min_confidence
+from ferkit.inference.calibration import temperature_of
 from ferkit.inference.engines import OnnxEngine, TorchEngine, create_engine
 from ferkit.inference.graph import ProbabilityGraph
 from ferkit.inference.results import Prediction, predictions_from
-from ferkit.preprocessing import read_image, to_face_array
-from ferkit.runtime import resolve_device
+from ferkit.models.runtime import resolve_device
+from ferkit.utils.errors import FerkitError
 
 
 class Predictor:
     """Classify already-cropped faces (any size, colour or gray) with a trained model.
 
     The model loads once; every call applies the one eval preprocessing
-    (:func:`ferkit.preprocessing.to_face_array`) and runs the engine chosen at construction.
+    (:func:`ferkit.data.preprocessing.to_face_array`) and runs the engine chosen at construction.
 
     Args:
         model: a PyTorch model (None: the bundled default model).
@@ -42,14 +42,14 @@ class Predictor:
         location: where the model came from (messages, the cache, ``location_folder``).
         tta: a test-time augmentation instead of the card's.
         extra_members: more (model, card) pairs: an ensemble, whose probabilities average.
-        backend: the engine (:data:`ferkit.choices.BACKENDS`; see :meth:`from_run`).
+        backend: the engine (:data:`ferkit.utils.choices.BACKENDS`; see :meth:`from_run`).
         engine: an engine already made (:meth:`from_onnx`); then no PyTorch model is used.
         name: the location as typed (``auto`` picks INT8 for a bundled name; messages).
 
     Example:
         >>> import numpy as np
         >>> from ferkit.models import create_model
-        >>> from ferkit.checkpoint import make_model_card
+        >>> from ferkit.models.checkpoint import make_model_card
         >>> model = create_model("classic", channels=[4, 4, 4]).eval()
         >>> names = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"]
         >>> predictor = Predictor(model, make_model_card(model, names, {"mean": .5, "std": .25}))
@@ -83,7 +83,7 @@ class Predictor:
             self.normalization = self.card.get("normalization")
             return
         if model is None:  # Predictor(): the bundled default model
-            from ferkit import hub
+            from ferkit.models import hub
 
             loaded = hub.load("default", device=device)
             (model, card), self.location = loaded.members[0], loaded.path
@@ -144,7 +144,7 @@ class Predictor:
                 times faster on CPUs with AVX-512-BF16/AMX and on GPUs; probabilities within
                 about 1e-2 of fp32), ``onnx`` (ONNX Runtime on the CPU: the model is exported
                 once, parity-checked, and cached in the user cache), ``int8`` (its INT8
-                variant, see :mod:`ferkit.int8`) or ``auto`` (ONNX Runtime when it is
+                variant, see :mod:`ferkit.inference.int8`) or ``auto`` (ONNX Runtime when it is
                 installed and the device is the CPU, INT8 for a bundled model on a CPU with
                 VNNI/AMX, else PyTorch).
 
@@ -156,8 +156,8 @@ class Predictor:
             >>> Predictor.from_run("small", backend="bf16").backend  # doctest: +SKIP
             'bf16'
         """
-        from ferkit import hub
-        from ferkit.choices import BACKENDS
+        from ferkit.models import hub
+        from ferkit.utils.choices import BACKENDS
 
         if backend not in BACKENDS:
             raise FerkitError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
@@ -187,7 +187,7 @@ class Predictor:
     @property
     def is_ensemble(self) -> bool:
         """True for an ensemble folder (several members, one ``ensemble.json``)."""
-        from ferkit.ensemble import ENSEMBLE_FORMAT
+        from ferkit.models.ensemble import ENSEMBLE_FORMAT
 
         return self.card.get("format") == ENSEMBLE_FORMAT
 
@@ -198,7 +198,7 @@ class Predictor:
 
     def temperatures(self, calibrated: bool = True) -> tuple[list[float], float]:
         """(each member's temperature, the ensemble's) for
-        :func:`ferkit.calibration.combine_probabilities` (see
+        :func:`ferkit.inference.calibration.combine_probabilities` (see
         :meth:`ProbabilityGraph.temperatures`)."""
         if self.graph is None:
             raise FerkitError(f"{self.location}: an ONNX file has its temperatures in its graph")
@@ -215,8 +215,8 @@ class Predictor:
         Args:
             faces: uint8 (N, H, W).
             batch_size: faces per forward pass.
-            calibrated: apply the card's temperature (see :mod:`ferkit.calibration`); False
-                gives the raw probabilities a temperature is fitted on.
+            calibrated: apply the card's temperature (see :mod:`ferkit.inference.calibration`);
+                False gives the raw probabilities a temperature is fitted on.
 
         Raises:
             FerkitError: ``calibrated=False`` for an exported ONNX file with a temperature

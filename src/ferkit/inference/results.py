@@ -1,7 +1,7 @@
 """What inference answers: one :class:`Prediction` per face, one :class:`MediaResult` per image.
 
 A :class:`Prediction` is a face's emotion (label, confidence, margin, all probabilities, see
-:mod:`ferkit.abstention`), with, when it was found in a photo or video, its box and
+:mod:`ferkit.inference.abstention`), with, when it was found in a photo or video, its box and
 landmarks (``box``) and, in a video, its track id. :func:`write_csv` and :func:`annotate` turn
 media results into a CSV table and annotated pictures.
 
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.abstention import decide
-from ferkit.detection import LANDMARK_NAMES, FaceBox
-from ferkit.io import write_text
+from ferkit.faces.detection import LANDMARK_NAMES, FaceBox
+from ferkit.inference.abstention import decide
+from ferkit.utils.io import write_text
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Prediction:
         best_guess: the most probable class name, even when uncertain.
         source: the file it came from, when a face crop came from a file.
         box: where the face is (with its landmarks and detector score), for a detected face.
-        track: in a video, the person's track id (:mod:`ferkit.tracking`).
+        track: in a video, the person's track id (:mod:`ferkit.inference.tracking`).
     """
 
     label: str
@@ -88,7 +88,7 @@ def predictions_from(
     boxes: list[FaceBox] | None = None,
 ) -> list[Prediction]:
     """One :class:`Prediction` per row of probabilities (N, classes): the one place where
-    probabilities become predictions (labels by :func:`ferkit.abstention.decide`).
+    probabilities become predictions (labels by :func:`ferkit.inference.abstention.decide`).
 
     Example:
         >>> [p.label for p in predictions_from([[0.9, 0.1], [0.45, 0.55]], ["a", "b"], 0.6)]

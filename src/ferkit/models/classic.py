@@ -1,7 +1,7 @@
 """``classic``: the classic FER2013 notebook's CNN (674,759 parameters counted the Keras way).
 
 It used to be called ``seed`` (a clash with ``--seed``); that name is still accepted (see
-:data:`ferkit.choices.MODEL_ALIASES`), so checkpoints whose card says ``seed`` load unchanged.
+:data:`ferkit.utils.choices.MODEL_ALIASES`), so checkpoints whose card says ``seed`` load unchanged.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ferkit.choices import MODEL_ALIASES
-from ferkit.errors import FerkitError
+from ferkit.utils.choices import MODEL_ALIASES
+from ferkit.utils.errors import FerkitError
 
 _logger = logging.getLogger(__name__)
 _noted_aliases: set[str] = set()

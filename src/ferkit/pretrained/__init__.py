@@ -2,14 +2,14 @@
 
 Each bundled model is ``NAME.safetensors`` plus its ``NAME.json`` model card in this folder;
 the card records the data, recipe, command, commit and measured accuracy it came from.
-``face-check.*`` is not a ``--model``: it is the face check of :mod:`ferkit.face_check`.
+``face-check.*`` is not a ``--model``: it is the face check of :mod:`ferkit.faces.face_check`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ferkit.errors import FerkitError
+from ferkit.utils.errors import FerkitError
 
 #: Names that ``--model`` resolves to a bundled model, and what each is for.
 BUNDLED_MODELS = {
@@ -37,7 +37,7 @@ def bundled_model(name: str) -> Path:
     Example:
         >>> bundled_model("nonsense")  # doctest: +IGNORE_EXCEPTION_DETAIL
         Traceback (most recent call last):
-        ferkit.errors.FerkitError: unknown bundled model 'nonsense'; ...
+        ferkit.utils.errors.FerkitError: unknown bundled model 'nonsense'; ...
     """
     if name not in BUNDLED_MODELS:
         raise FerkitError(

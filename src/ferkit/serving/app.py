@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ferkit import __version__
-from ferkit.abstention import check_min_confidence
-from ferkit.errors import FerkitError
+from ferkit.inference.abstention import check_min_confidence
+from ferkit.utils.errors import FerkitError
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: Leading bytes of the image formats the service reads (a file that starts like one of these
@@ -31,7 +31,7 @@ class ServeConfig:
     detector_model: str | None = None  # model file for the yunet detector
     offline: bool = False  # yunet without detector_model: never download the zoo model
     align: bool = True  # align faces from their landmarks (yunet) before classifying
-    face_check: bool = True  # yunet: more candidates, false faces dropped (ferkit.face_check)
+    face_check: bool = True  # yunet: more candidates, false faces dropped (ferkit.faces.face_check)
     host: str = "127.0.0.1"  # interface to listen on
     port: int = 8000  # TCP port
     max_upload_mb: float = 10.0  # larger uploads get 413
@@ -57,7 +57,7 @@ UPLOAD_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 def decode_image(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
     """Bytes → upright RGB/gray array (downscaled to at most ``max_pixels``), original size.
 
-    Decoding goes through :func:`ferkit.preprocessing.image_to_array`, the decoder of files.
+    Decoding goes through :func:`ferkit.data.preprocessing.image_to_array`, the decoder of files.
 
     Raises:
         BadImage: 400 for an empty or corrupt image, 413 for one with far too many pixels,
@@ -65,7 +65,7 @@ def decode_image(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple[int, i
     """
     from PIL import Image, UnidentifiedImageError
 
-    from ferkit.preprocessing import image_to_array
+    from ferkit.data.preprocessing import image_to_array
 
     if not data:
         raise BadImage(400, "empty request: send an image file")
@@ -174,9 +174,9 @@ def create_app(config: ServeConfig | None = None, analyzer=None):
     from fastapi.responses import FileResponse
     from fastapi.staticfiles import StaticFiles
 
+    from ferkit.evaluation.modelcard import format_model_card
+    from ferkit.inference.int8 import backend_info
     from ferkit.inference.pipeline import Analyzer
-    from ferkit.int8 import backend_info
-    from ferkit.modelcard import format_model_card
 
     config = config or ServeConfig()
     analyzer = analyzer or Analyzer(
@@ -307,7 +307,7 @@ def _add_explain_route(app, config: ServeConfig, analyzer) -> None:
         the square ``crop`` of the image the model saw, turned by ``crop.angle`` degrees
         (clockwise) for an aligned face (``method``: auto, gradcam, occlusion).
         """
-        from ferkit.explain import METHODS, explain_image
+        from ferkit.evaluation.explain import METHODS, explain_image
 
         started = time.perf_counter()
         if method not in METHODS:

@@ -7,7 +7,7 @@ does not import torch: ``ferkit --version`` and ``--help`` stay instant.
 
 from __future__ import annotations
 
-from ferkit.lazy import lazy_attributes
+from ferkit.utils.lazy import lazy_attributes
 
 _EXPORTS = {
     "TrainConfig": "ferkit.training.config",

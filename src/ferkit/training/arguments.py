@@ -19,8 +19,8 @@ import argparse
 import dataclasses
 import json
 
-from ferkit.errors import FerkitError
 from ferkit.training.config import TrainConfig, read_config_file
+from ferkit.utils.errors import FerkitError
 
 
 def _fields(cross_validation: bool = False) -> list[dataclasses.Field]:

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ferkit.choices import (
+from ferkit.utils.choices import (
     DEVICES,
     DISTILL_MODES,
     MODEL_ALIASES,
@@ -25,7 +25,7 @@ from ferkit.choices import (
     TARGETS,
     TTA_MODES,
 )
-from ferkit.errors import FerkitError
+from ferkit.utils.errors import FerkitError
 
 TTAS = TTA_MODES  # the name this module used to export
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.data import describe_skipped, load_fer2013, stratified_folds, write_skipped
-from ferkit.io import write_json
 from ferkit.training.config import TrainConfig
 from ferkit.training.loop import fit
+from ferkit.utils.io import write_json
 
 
 def _fold_summary(index: int, result) -> dict:

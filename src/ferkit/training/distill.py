@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from ferkit import hub
-from ferkit.errors import FerkitError
-from ferkit.runtime import batched_logits
+from ferkit.models import hub
+from ferkit.models.runtime import batched_logits
+from ferkit.utils.errors import FerkitError
 
 
 def load_teachers(location: str, class_names, normalization: dict, device) -> list:
-    """The eval-mode models of a teacher, loaded by :func:`ferkit.hub.load` ([] for "").
+    """The eval-mode models of a teacher, loaded by :func:`ferkit.models.hub.load` ([] for "").
 
     Raises:
         FerkitError: when the teacher's classes or input normalisation differ from the student's.

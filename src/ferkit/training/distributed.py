@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ferkit.errors import FerkitError
+from ferkit.utils.errors import FerkitError
 
 
 @dataclass(frozen=True)

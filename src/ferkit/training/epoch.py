@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as functional
 from tqdm import tqdm  # plain text bars: no ipywidgets needed in notebooks
 
-from ferkit.preprocessing import normalize_batch
-from ferkit.runtime import autocast, batched_logits, prepare_batch
+from ferkit.data.preprocessing import normalize_batch
+from ferkit.models.runtime import autocast, batched_logits, prepare_batch
 from ferkit.training.augment import mix_batch, random_affine, random_erasing
 from ferkit.training.config import TrainConfig
 from ferkit.training.distributed import Distributed

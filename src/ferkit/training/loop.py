@@ -17,15 +17,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ferkit import hub
-from ferkit.checkpoint import load_checkpoint, make_model_card, save_checkpoint, transfer_weights
 from ferkit.data.dataset import FerDataset
-from ferkit.errors import FerkitError
-from ferkit.evaluation import classification_metrics
-from ferkit.io import read_json, write_json
-from ferkit.models import count_parameters, create_model
-from ferkit.preprocessing import DEFAULT_NORMALIZATION
-from ferkit.runtime import resolve_device, resolve_precision, tune_allocator
+from ferkit.data.preprocessing import DEFAULT_NORMALIZATION
+from ferkit.evaluation.evaluate import classification_metrics
+from ferkit.models import count_parameters, create_model, hub
+from ferkit.models.checkpoint import (
+    load_checkpoint,
+    make_model_card,
+    save_checkpoint,
+    transfer_weights,
+)
+from ferkit.models.runtime import resolve_device, resolve_precision, tune_allocator
 from ferkit.training.config import TrainConfig
 from ferkit.training.distill import load_teachers, offline_teacher_probabilities
 from ferkit.training.distributed import Distributed, cleanup, from_environment, setup
@@ -48,6 +50,8 @@ from ferkit.training.state import (  # noqa: F401 (the bundle functions: public 
     save_last,
     save_scaler,
 )
+from ferkit.utils.errors import FerkitError
+from ferkit.utils.io import read_json, write_json
 
 
 class TrainingInterrupted(FerkitError):
@@ -301,7 +305,7 @@ def _stop_after_interrupt(run: _Run, state: TrainState, epoch: int) -> None:
 
 def _finish(run: _Run, state: TrainState, val_set) -> FitResult:
     """Reload ``best``, measure it in fp32, write metrics, the confusion matrix and its card."""
-    from ferkit.calibrate import calibrate_validation
+    from ferkit.evaluation.calibrate import calibrate_validation
     from ferkit.plots import plot_confusion_matrix
 
     config, run_dir, main = run.config, run.run_dir, run.distributed.is_main
@@ -346,7 +350,7 @@ def initialise_from(config: TrainConfig, class_names, log=print) -> torch.nn.Mod
     ``config.init`` is ``"pretrained"`` (the bundled ``default`` model) or a run folder or
     checkpoint. The architecture and its arguments come from that model's card and are written
     into ``config``; when the class list differs, the classifier's last layer is rebuilt
-    (:func:`ferkit.checkpoint.transfer_weights`).
+    (:func:`ferkit.models.checkpoint.transfer_weights`).
 
     Example:
         >>> model = initialise_from(TrainConfig(init="pretrained"), "ABCDEFG")  # doctest: +SKIP

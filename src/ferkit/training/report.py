@@ -7,9 +7,9 @@ import io
 import subprocess
 from pathlib import Path
 
-from ferkit.io import write_json, write_text
 from ferkit.training.config import TrainConfig
 from ferkit.training.schedule import phase_boundaries
+from ferkit.utils.io import write_json, write_text
 
 HISTORY_FIELDS = (
     "epoch",

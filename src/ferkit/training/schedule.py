@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ferkit.choices import SCHEDULES
+from ferkit.utils.choices import SCHEDULES
 
 
 def learning_rate_at(

@@ -17,11 +17,16 @@ from pathlib import Path
 
 import torch
 
-from ferkit.checkpoint import load_checkpoint, load_optimizer, save_checkpoint, save_optimizer
-from ferkit.choices import canonical_model_name
-from ferkit.errors import FerkitError
-from ferkit.io import read_json, write_json
+from ferkit.models.checkpoint import (
+    load_checkpoint,
+    load_optimizer,
+    save_checkpoint,
+    save_optimizer,
+)
 from ferkit.training.config import TrainConfig
+from ferkit.utils.choices import canonical_model_name
+from ferkit.utils.errors import FerkitError
+from ferkit.utils.io import read_json, write_json
 
 LAST = "last"
 SCALER = "scaler.json"
@@ -141,7 +146,7 @@ def check_resumable(config: TrainConfig, saved: dict, run_dir: Path) -> None:
     Example:
         >>> check_resumable(TrainConfig(lr=0.1), TrainConfig(lr=0.2).to_dict(), Path("run"))
         Traceback (most recent call last):
-        ferkit.errors.FerkitError: run: cannot resume with a different config: lr=0.1 (run: 0.2)
+        ferkit.utils.errors.FerkitError: run: cannot resume with a different config: lr=0.1 ...
     """
     # A field added after the run was saved is absent from its config: the run had its default.
     saved = {**TrainConfig().to_dict(), **saved}

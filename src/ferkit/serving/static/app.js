@@ -13,7 +13,7 @@ let generation = 0; // bumped on Stop: answers to an older webcam session are dr
 // smoothing: start (tests/test_serving.py runs this part in Node)
 // Webcam labels: each face is linked to the previous frames' faces (box overlap) and its
 // probabilities are averaged over time, so a label does not flicker from frame to frame.
-const SMOOTHING = 0.6; // weight of the past (ferkit.tracking.DEFAULT_SMOOTHING)
+const SMOOTHING = 0.6; // weight of the past (ferkit.inference.tracking.DEFAULT_SMOOTHING)
 const MAX_MISSED = 3; // frames a face may be missing before its track ends
 let tracks = [];
 let nextTrack = 1;

@@ -15,7 +15,7 @@ Faces are found and cropped as ``ferkit predict`` does
 (:class:`ferkit.inference.pipeline.Analyzer`).
 
 Example:
-    >>> from ferkit.explain import explain  # doctest: +SKIP
+    >>> from ferkit.evaluation.explain import explain  # doctest: +SKIP
     >>> results, errors = explain(["photo.jpg"], out="explained")  # doctest: +SKIP
     >>> results[0].method, results[0].saliency.shape  # doctest: +SKIP
     ('gradcam', (48, 48))
@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ferkit.alignment import aligned_square
-from ferkit.detection import DEFAULT_DETECTOR, FaceBox
-from ferkit.errors import FerkitError
-from ferkit.preprocessing import normalize_batch
+from ferkit.data.preprocessing import normalize_batch
+from ferkit.faces.alignment import aligned_square
+from ferkit.faces.detection import DEFAULT_DETECTOR, FaceBox
+from ferkit.utils.errors import FerkitError
 
 #: Explanation methods; ``auto`` is Grad-CAM when a PyTorch model is loaded, else occlusion.
 METHODS = ("auto", "gradcam", "occlusion")
@@ -197,7 +197,7 @@ def gradcam(predictor, faces, targets=None, batch_size: int = 256) -> np.ndarray
         >>> import numpy as np
         >>> from ferkit import Predictor
         >>> from ferkit.models import create_model
-        >>> from ferkit.checkpoint import make_model_card
+        >>> from ferkit.models.checkpoint import make_model_card
         >>> model = create_model("seed", channels=[4, 4, 4])
         >>> card = make_model_card(model, list("abcdefg"), {"mean": .5, "std": .25})
         >>> gradcam(Predictor(model, card), np.zeros((2, 48, 48), np.uint8)).shape
@@ -250,7 +250,7 @@ def occlusion_map(
         >>> import numpy as np
         >>> from ferkit import Predictor
         >>> from ferkit.models import create_model
-        >>> from ferkit.checkpoint import make_model_card
+        >>> from ferkit.models.checkpoint import make_model_card
         >>> model = create_model("seed", channels=[4, 4, 4])
         >>> card = make_model_card(model, list("abcdefg"), {"mean": .5, "std": .25})
         >>> occlusion_map(Predictor(model, card), np.zeros((1, 48, 48), np.uint8)).shape
@@ -293,7 +293,7 @@ def explain_faces(predictor, faces, method: str = "auto", batch_size: int = 256)
         >>> import numpy as np
         >>> from ferkit import Predictor
         >>> from ferkit.models import create_model
-        >>> from ferkit.checkpoint import make_model_card
+        >>> from ferkit.models.checkpoint import make_model_card
         >>> model = create_model("seed", channels=[4, 4, 4])
         >>> card = make_model_card(model, list("abcdefg"), {"mean": .5, "std": .25})
         >>> explained = explain_faces(Predictor(model, card), np.zeros((1, 48, 48), np.uint8))
@@ -383,7 +383,7 @@ def _write_face(folder: Path, stem: str, explanation: FaceExplanation) -> list[P
     """``STEM_<method>.png`` (overlay beside the face) and ``STEM_<method>.json`` (maps)."""
     from PIL import Image
 
-    from ferkit.io import atomic_write, write_json
+    from ferkit.utils.io import atomic_write, write_json
 
     face = overlay(explanation.face, explanation.saliency, opacity=0.0)
     picture = overlay(explanation.face, explanation.saliency)
@@ -422,8 +422,8 @@ def explain(
         >>> sorted(path.name for path in Path("out").iterdir())[:2]  # doctest: +SKIP
         ['happy_1_face1_gradcam.json', 'happy_1_face1_gradcam.png']
     """
+    from ferkit.data.preprocessing import read_image
     from ferkit.inference.pipeline import VIDEO_EXTENSIONS, Analyzer, expand_inputs
-    from ferkit.preprocessing import read_image
 
     if method not in METHODS:
         raise FerkitError(f"--method {method}: choose one of {', '.join(METHODS)}")

@@ -11,7 +11,7 @@ class FerkitError(Exception):
         >>> raise FerkitError("data.csv: line 3: expected 2304 pixels, found 2303")
         Traceback (most recent call last):
         ...
-        ferkit.errors.FerkitError: data.csv: line 3: expected 2304 pixels, found 2303
+        ferkit.utils.errors.FerkitError: data.csv: line 3: expected 2304 pixels, found 2303
     """
 
     def __init__(self, message: str, exit_code: int = 2):

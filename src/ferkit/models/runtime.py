@@ -11,9 +11,9 @@ import contextlib
 import numpy as np
 import torch
 
-from ferkit.choices import TTA_MODES
-from ferkit.errors import FerkitError
-from ferkit.preprocessing import normalize_batch
+from ferkit.data.preprocessing import normalize_batch
+from ferkit.utils.choices import TTA_MODES
+from ferkit.utils.errors import FerkitError
 
 
 def resolve_device(name: str = "auto") -> torch.device:

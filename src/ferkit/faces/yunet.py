@@ -53,7 +53,7 @@ class YuNetOnnxRuntime:
         import onnx
         import onnxruntime
 
-        from ferkit.quiet import onnxruntime_session_options
+        from ferkit.utils.quiet import onnxruntime_session_options
 
         model = onnx.load(str(model_path))
         outputs = {output.name for output in model.graph.output}

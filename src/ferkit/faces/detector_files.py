@@ -24,7 +24,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from ferkit.errors import FerkitError
+from ferkit.utils.errors import FerkitError
 
 #: OpenCV zoo's YuNet model, the default detector's file.
 YUNET_FILE_NAME = "face_detection_yunet_2023mar.onnx"
@@ -97,7 +97,7 @@ def _download(target: Path, progress: bool) -> Path:
     """Stream :data:`YUNET_URL` to a temporary file beside ``target``, check it, rename it."""
     from tqdm import tqdm
 
-    from ferkit.io import atomic_write
+    from ferkit.utils.io import atomic_write
 
     def write(temporary: str) -> None:
         digest = hashlib.sha256()
@@ -187,7 +187,7 @@ def resolve_yunet_model(
         >>> resolve_yunet_model("/nonexistent.onnx")
         Traceback (most recent call last):
         ...
-        ferkit.errors.FerkitError: --detector-model /nonexistent.onnx: no such file
+        ferkit.utils.errors.FerkitError: --detector-model /nonexistent.onnx: no such file
     """
     given = ((model_path, "--detector-model"),
              (os.environ.get(YUNET_MODEL_VARIABLE), YUNET_MODEL_VARIABLE))  # fmt: skip
@@ -210,7 +210,7 @@ def install_yunet_model(source: str | os.PathLike) -> Path:
         >>> install_yunet_model("face_detection_yunet_2023mar.onnx")  # doctest: +SKIP
         PosixPath('/home/me/.cache/ferkit/models/face_detection_yunet_2023mar.onnx')
     """
-    from ferkit.io import atomic_write
+    from ferkit.utils.io import atomic_write
 
     source = Path(source)
     if source.is_dir() and (source / YUNET_FILE_NAME).is_file():

@@ -20,7 +20,7 @@ import io
 
 import numpy as np
 
-from ferkit.errors import FerkitError
+from ferkit.utils.errors import FerkitError
 
 #: Per perturbation: the parameter that grows with severity, and its value at severities 1-3.
 #: Sizes are in pixels of a 48x48 face, gray levels of 0-255, JPEG quality, degrees.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.detection import FaceBox
+from ferkit.faces.detection import FaceBox
 
 #: Weight of the past in the per-track moving average of probabilities (videos; 0 = off).
 DEFAULT_SMOOTHING = 0.6
@@ -79,7 +79,7 @@ def check_smoothing(smoothing: float) -> float:
         0.6
     """
     if not 0.0 <= smoothing < 1.0:
-        from ferkit.errors import FerkitError
+        from ferkit.utils.errors import FerkitError
 
         raise FerkitError(f"--smoothing {smoothing}: must be at least 0 and below 1 (0 = off)")
     return smoothing
@@ -94,7 +94,7 @@ class FaceTracker:
         max_distance: largest prediction-to-detection distance for a match, in face widths.
 
     Example:
-        >>> from ferkit.detection import FaceBox
+        >>> from ferkit.faces.detection import FaceBox
         >>> tracker = FaceTracker()
         >>> tracker.update([FaceBox(0, 0, 50, 50, 1.0), FaceBox(200, 0, 50, 50, 1.0)])[0]
         [1, 2]
@@ -193,8 +193,8 @@ def track_faces(
 ) -> None:
     """Give a video frame's faces (a :class:`ferkit.inference.results.MediaResult`, in place)
     their track ids and smoothed probabilities. Label, confidence, margin and abstention are
-    decided again from the smoothed probabilities (:func:`ferkit.abstention.decide`, the one
-    place that does it), so ``min_confidence`` applies to what is shown.
+    decided again from the smoothed probabilities (:func:`ferkit.inference.abstention.decide`, the
+    one place that does it), so ``min_confidence`` applies to what is shown.
 
     Example:
         >>> from ferkit.inference.results import MediaResult, predictions_from
@@ -204,7 +204,7 @@ def track_faces(
         >>> frame.faces[0].track, frame.faces[0].label, frame.faces[0].best_guess
         (1, 'uncertain', 'a')
     """
-    from ferkit.abstention import decide
+    from ferkit.inference.abstention import decide
 
     if not result.faces:
         tracker.update([], None, gap)
@@ -235,8 +235,8 @@ def write_track_outputs(results, folder: str | os.PathLike, stem: str) -> list[P
         [PosixPath('out/clip_tracks.csv'), PosixPath('out/clip_tracks.json'), ...]
     """
     from ferkit.inference.results import write_csv
-    from ferkit.io import write_json
     from ferkit.plots import emotion_timeline_figure, save_figure
+    from ferkit.utils.io import write_json
 
     folder = Path(folder)
     written = [

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from ferkit.errors import FerkitError
+from ferkit.utils.errors import FerkitError
 
 #: What every ferkit emotion model is for (a card may say more).
 INTENDED_USE = [
@@ -106,8 +106,8 @@ def load_model_card(model: str | os.PathLike = "default") -> dict:
         >>> load_model_card("default")["architecture"]
         'vgg'
     """
-    from ferkit import hub
-    from ferkit.io import read_json
+    from ferkit.models import hub
+    from ferkit.utils.io import read_json
 
     kind, path = hub.locate(model)
     if kind == "onnx":

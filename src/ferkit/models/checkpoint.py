@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ferkit import __version__
-from ferkit.errors import FerkitError
-from ferkit.io import atomic_write, read_json, write_json
 from ferkit.models import create_model
+from ferkit.utils.errors import FerkitError
+from ferkit.utils.io import atomic_write, read_json, write_json
 
 CARD_FORMAT = "ferkit-model"
 CARD_FORMAT_VERSION = 1
@@ -91,7 +91,7 @@ def resolve_checkpoint(location: str | os.PathLike) -> Path:
     Example:
         >>> resolve_checkpoint("/nonexistent")  # doctest: +IGNORE_EXCEPTION_DETAIL
         Traceback (most recent call last):
-        ferkit.errors.FerkitError: /nonexistent: not a model ...
+        ferkit.utils.errors.FerkitError: /nonexistent: not a model ...
     """
     from ferkit.pretrained import BUNDLED_MODELS, bundled_model
 

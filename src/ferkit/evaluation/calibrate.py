@@ -1,8 +1,8 @@
 """``ferkit calibrate`` and the calibration reports: fit a model's calibration and store it.
 
-The math (temperature fitting, metrics, :func:`~ferkit.calibration.combine_probabilities`)
-is in :mod:`ferkit.calibration`; this module runs it on a model and data, updates the model
-card and writes ``calibration.json`` and ``reliability_diagram.png``.
+The math (temperature fitting, metrics, :func:`~ferkit.inference.calibration.combine_probabilities`)
+is in :mod:`ferkit.inference.calibration`; this module runs it on a model and data, updates the
+model card and writes ``calibration.json`` and ``reliability_diagram.png``.
 
 Example:
     >>> calibrate_model("runs/demo", "faces.csv", split="PublicTest")  # doctest: +SKIP
@@ -14,16 +14,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ferkit.calibration import (
+from ferkit.evaluation.modelcard import describe_map
+from ferkit.inference.calibration import (
     calibration_summary,
     card_entry,
     fit_calibration,
     fit_temperature,
     scores_from_probabilities,
 )
-from ferkit.choices import CALIBRATION_METHODS
-from ferkit.errors import FerkitError
-from ferkit.modelcard import describe_map
+from ferkit.utils.choices import CALIBRATION_METHODS
+from ferkit.utils.errors import FerkitError
 
 
 def write_calibration_report(summary: dict, folder: str | os.PathLike) -> list[Path]:
@@ -36,8 +36,8 @@ def write_calibration_report(summary: dict, folder: str | os.PathLike) -> list[P
         >>> [path.name for path in write_calibration_report(summary, tempfile.mkdtemp())]
         ['calibration.json', 'reliability_diagram.png']
     """
-    from ferkit.io import write_json
     from ferkit.plots import reliability_figure, save_figure
+    from ferkit.utils.io import write_json
 
     folder = Path(folder)
     figure = reliability_figure(
@@ -79,7 +79,7 @@ def calibrate_model(
         batch_size: faces per forward pass.
         method: ``temperature`` (keeps every top class), ``vector`` or ``dirichlet`` (richer
             maps that can change a few top classes; see
-            :func:`~ferkit.calibration.fit_calibration`).
+            :func:`~ferkit.inference.calibration.fit_calibration`).
 
     Returns:
         The summary (temperature or map, ECE/NLL/Brier before and after, reliability bins) plus
@@ -92,10 +92,10 @@ def calibrate_model(
         >>> calibrate_model("runs/demo", "faces.csv", split="PublicTest")  # doctest: +SKIP
         {'temperature': 1.21, ...}
     """
-    from ferkit import hub
-    from ferkit.evaluation import align_labels, load_split, restrict_to_classes
+    from ferkit.evaluation.evaluate import align_labels, load_split, restrict_to_classes
     from ferkit.inference.predictor import Predictor
-    from ferkit.io import read_json, write_json
+    from ferkit.models import hub
+    from ferkit.utils.io import read_json, write_json
 
     if method not in CALIBRATION_METHODS:  # before the minutes of forward passes
         raise FerkitError(

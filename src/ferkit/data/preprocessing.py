@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ferkit.errors import FerkitError
+from ferkit.utils.errors import FerkitError
 
 #: Side of a FER2013 face, and the default model input size, in pixels.
 FACE_SIZE = 48

@@ -17,7 +17,8 @@ The temperature (or the matrix and bias) lives in the model card (``card["calibr
 for an ensemble, in ``ensemble.json``) and is applied in exactly one place,
 :func:`combine_probabilities`, called by :class:`ferkit.inference.graph.ProbabilityGraph`, the
 graph that both the PyTorch engines run and the ONNX export holds. ``ferkit calibrate`` (fit
-and store a model's calibration) and the calibration reports are in :mod:`ferkit.calibrate`.
+and store a model's calibration) and the calibration reports are in
+:mod:`ferkit.evaluation.calibrate`.
 
 Metrics: expected calibration error (ECE, 15 equal-width confidence bins), NLL, and the
 multi-class Brier score (mean over faces of the squared distance between the probability
@@ -40,8 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ferkit.choices import CALIBRATION_METHODS
-from ferkit.errors import FerkitError
+from ferkit.utils.choices import CALIBRATION_METHODS
+from ferkit.utils.errors import FerkitError
 
 #: Confidence bins of the expected calibration error and the reliability diagram.
 ECE_BINS = 15
@@ -396,7 +397,7 @@ def _fit_affine(scores, labels, method: str) -> AffineCalibration:
 
 
 def fit_calibration(scores, labels, method: str = "temperature") -> Calibration:
-    """Fit the calibration ``method`` (see :data:`ferkit.choices.CALIBRATION_METHODS`) by NLL.
+    """Fit the calibration ``method`` (see :data:`ferkit.utils.choices.CALIBRATION_METHODS`) by NLL.
 
     ``scores`` are log-probabilities (or logits for ``temperature``) of labelled faces.
     ``temperature`` returns a float (:func:`fit_temperature`); ``vector`` and ``dirichlet`` an

@@ -1,4 +1,4 @@
-"""``ferkit.hub.load``: the one place where a model location becomes models.
+"""``ferkit.models.hub.load``: the one place where a model location becomes models.
 
 Every ``--model`` (predict, evaluate, export, serve), ``--teacher`` and ``--init`` names a
 location, and all of them are resolved here, the same way:
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
-from ferkit.checkpoint import load_checkpoint, resolve_checkpoint
-from ferkit.ensemble import ENSEMBLE_FILE, load_ensemble
-from ferkit.errors import FerkitError
+from ferkit.models.checkpoint import load_checkpoint, resolve_checkpoint
+from ferkit.models.ensemble import ENSEMBLE_FILE, load_ensemble
+from ferkit.utils.errors import FerkitError
 
 #: What a location can hold.
 KINDS = ("checkpoint", "ensemble", "onnx")

@@ -4,9 +4,9 @@ One interface, several detectors (``create_detector(name)``):
 
 - ``yunet`` (the default): OpenCV's ``FaceDetectorYN`` with a YuNet ONNX file, which also gives
   5 landmarks per face (eyes, nose tip, mouth corners). The file is found by
-  :func:`ferkit.detector_files.resolve_yunet_model` (given path, ``$FERKIT_YUNET_MODEL``, the
+  :func:`ferkit.faces.detector_files.resolve_yunet_model` (given path, ``$FERKIT_YUNET_MODEL``, the
   user cache, a one-time checked download); when it cannot be had, ``create_detector`` falls
-  back to Haar with one :class:`~ferkit.errors.FerkitWarning` that says how to install it;
+  back to Haar with one :class:`~ferkit.utils.errors.FerkitWarning` that says how to install it;
 - ``haar``: OpenCV's frontal-face Haar cascade, shipped inside ``opencv-python-headless`` 4.x
   (no landmarks); ``haar-fast``: the same cascade on a smaller image with coarser scale steps
   (about 6x faster, lower recall on small faces);
@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.choices import DETECTORS  # the one list, shared with the CLI
+from ferkit.data.preprocessing import FACE_SIZE, to_face_array
 
 # YUNET_FILE_NAME is re-exported: callers knew it from here before the file code moved.
-from ferkit.detector_files import YUNET_FILE_NAME, DetectorUnavailable, resolve_yunet_model  # noqa: F401
-from ferkit.errors import FerkitError, FerkitWarning
-from ferkit.preprocessing import FACE_SIZE, to_face_array
+from ferkit.faces.detector_files import YUNET_FILE_NAME, DetectorUnavailable, resolve_yunet_model  # noqa: F401
+from ferkit.utils.choices import DETECTORS  # the one list, shared with the CLI
+from ferkit.utils.errors import FerkitError, FerkitWarning
 
 #: ``haar-fast``: the Haar setting for real time, chosen on benchmarks/detection.py's real-photo
 #: grid (docs/benchmarks.md): a 640x480 photo in ~15 ms instead of ~88 ms, for 62.5 % recall
@@ -45,7 +45,7 @@ DEFAULT_MAX_SIDE = 1280
 #: 0.07 false faces a photo against Haar's 75 % and 0.61).
 DEFAULT_DETECTOR = "yunet"
 #: YuNet's score threshold on its own (OpenCV's sample default); with the face check on, the
-#: pipeline asks for more candidates (:mod:`ferkit.face_check`'s card).
+#: pipeline asks for more candidates (:mod:`ferkit.faces.face_check`'s card).
 YUNET_SCORE_THRESHOLD = 0.6
 #: Names of YuNet's 5 landmarks, in its output order (the subject's right eye is on the
 #: image's left in a frontal face).
@@ -194,13 +194,13 @@ class HaarDetector:
 class YuNetDetector:
     """YuNet (a small CNN face detector) from an ONNX file, with 5 landmarks per face.
 
-    Run by ONNX Runtime when the ``onnx`` extra is installed (:mod:`ferkit.yunet`: the same
+    Run by ONNX Runtime when the ``onnx`` extra is installed (:mod:`ferkit.faces.yunet`: the same
     detections as OpenCV's ``FaceDetectorYN``, about twice as fast), else by
     ``FaceDetectorYN``. ``engine`` says which.
 
     Args:
         model_path: a YuNet ONNX file (any YuNet version; not hash-checked), or None for the
-            lookup of :func:`ferkit.detector_files.resolve_yunet_model`.
+            lookup of :func:`ferkit.faces.detector_files.resolve_yunet_model`.
         score_threshold: faces scoring lower are dropped (0-1).
         max_side: larger images are downscaled for detection.
         offline: with no ``model_path``, never download the zoo model.
@@ -227,7 +227,7 @@ class YuNetDetector:
     ):
         import cv2
 
-        from ferkit.yunet import YuNetOnnxRuntime, onnxruntime_available
+        from ferkit.faces.yunet import YuNetOnnxRuntime, onnxruntime_available
 
         model_path = resolve_yunet_model(model_path, offline, progress)
         try:
@@ -310,8 +310,8 @@ def create_detector(
             user cache, a one-time download).
         offline: ``yunet`` never downloads its file.
         fallback: when YuNet's file cannot be had, return a Haar detector and warn once
-            (:class:`~ferkit.errors.FerkitWarning`) instead of raising
-            :class:`~ferkit.detector_files.DetectorUnavailable`. The returned detector's
+            (:class:`~ferkit.utils.errors.FerkitWarning`) instead of raising
+            :class:`~ferkit.faces.detector_files.DetectorUnavailable`. The returned detector's
             ``name`` always says which one runs.
         score_threshold: ``yunet`` drops faces scoring lower (0-1; None: 0.6, its setting
             without a face check; the pipeline passes the face check's lower one).
@@ -351,7 +351,7 @@ def crop_face(
 ) -> np.ndarray:
     """Square crop around ``box`` enlarged by ``margin``, edge-padded, as a uint8 face.
 
-    Goes through :func:`ferkit.preprocessing.to_face_array` (gray, resize), the eval
+    Goes through :func:`ferkit.data.preprocessing.to_face_array` (gray, resize), the eval
     preprocessing every model uses.
 
     Example:
@@ -384,7 +384,7 @@ def detect_rotated(detector, image: np.ndarray, angle: float) -> list[FaceBox]:
     The turned copy keeps the whole image (its canvas grows to hold the corners; the border
     repeats edge pixels). Landmarks map back exactly; a box comes back as the upright box of
     the same size around the mapped centre. YuNet finds some faces only in a turned copy
-    (the pipeline looks there when it found none, :mod:`ferkit.face_check`'s card).
+    (the pipeline looks there when it found none, :mod:`ferkit.faces.face_check`'s card).
 
     Args:
         detector: anything with ``detect(image) -> list[FaceBox]``.

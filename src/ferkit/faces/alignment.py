@@ -6,15 +6,15 @@ reaches below the chin), and a tilted head stays tilted in a box crop. :func:`al
 the landmarks onto :data:`FER2013_LANDMARKS` with a similarity transform (rotation, uniform
 scale, shift; no shear), so the eye line is level and the face has FER2013's scale and
 position, then hands the result to the one eval preprocessing
-(:func:`ferkit.preprocessing.to_face_array`).
+(:func:`ferkit.data.preprocessing.to_face_array`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ferkit.detection import FaceBox, crop_face
-from ferkit.preprocessing import FACE_SIZE, to_face_array
+from ferkit.data.preprocessing import FACE_SIZE, to_face_array
+from ferkit.faces.detection import FaceBox, crop_face
 
 #: Where YuNet puts its 5 landmarks (right eye, left eye, nose tip, right and left mouth
 #: corners; the subject's right is the image's left) on FER2013 faces, in 48x48 pixels.
@@ -65,7 +65,7 @@ def align_face(image: np.ndarray, landmarks, size: int = FACE_SIZE) -> np.ndarra
 
     Example:
         >>> import numpy as np
-        >>> from ferkit.alignment import FER2013_LANDMARKS
+        >>> from ferkit.faces.alignment import FER2013_LANDMARKS
         >>> photo = np.zeros((200, 200), np.uint8)
         >>> align_face(photo, FER2013_LANDMARKS * 3 + 20).shape
         (48, 48)
@@ -95,7 +95,7 @@ def aligned_square(landmarks) -> tuple[float, float, float, float]:
     down, as a canvas' ``rotate`` turns). For drawing a crop's saliency map on the photo.
 
     Example:
-        >>> from ferkit.alignment import FER2013_LANDMARKS
+        >>> from ferkit.faces.alignment import FER2013_LANDMARKS
         >>> [round(value, 3) for value in aligned_square(FER2013_LANDMARKS * 3 + 20)]
         [20.0, 20.0, 144.0, 0.0]
     """
@@ -118,7 +118,8 @@ def face_crop(
     align: bool = True,
 ) -> np.ndarray:
     """The classifier's input for one detected face: aligned when it has landmarks and
-    ``align`` is on, else the square box crop with ``margin`` (:func:`ferkit.detection.crop_face`).
+    ``align`` is on, else the square box crop with ``margin``
+    (:func:`ferkit.faces.detection.crop_face`).
 
     Example:
         >>> import numpy as np

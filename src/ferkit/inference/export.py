@@ -3,7 +3,8 @@
 The exported graph is :class:`ferkit.inference.graph.ProbabilityGraph`, the module the PyTorch
 engines run: it takes raw grayscale faces and does everything after the resize: input
 normalisation, the model(s), test-time augmentation, softmax and the model card's
-temperature scaling (probability calibration, see ferkit.calibration). Its metadata carries the
+temperature scaling (probability calibration, see ferkit.inference.calibration). Its metadata
+carries the
 class names, the input layout and the model card, so an ONNX consumer needs nothing else.
 
 ``quantize="int8"`` adds static INT8 quantization with ONNX Runtime (QDQ format, per-channel
@@ -24,10 +25,10 @@ import numpy as np
 import torch
 
 from ferkit import __version__
-from ferkit.errors import FerkitError
 from ferkit.inference.graph import ProbabilityGraph
-from ferkit.io import atomic_write
-from ferkit.quiet import onnxruntime_session_options, quiet_third_party
+from ferkit.utils.errors import FerkitError
+from ferkit.utils.io import atomic_write
+from ferkit.utils.quiet import onnxruntime_session_options, quiet_third_party
 
 #: ONNX opset of exported graphs (recorded in the file and its metadata).
 DEFAULT_OPSET = 18
@@ -52,7 +53,7 @@ def load_graph(model: str | os.PathLike, tta: str | None = None) -> ProbabilityG
         >>> load_graph("small").class_names[:2]  # doctest: +SKIP
         ('Neutral', 'Happy')
     """
-    from ferkit import hub
+    from ferkit.models import hub
 
     loaded = hub.load(model, device="cpu")
     if not loaded.members:
@@ -178,7 +179,7 @@ def load_calibration_faces(
 
 def _as_faces(faces, size: int, what: str) -> np.ndarray:
     """``faces`` as uint8 (N, size, size); other sizes are resized like the Predictor does."""
-    from ferkit.preprocessing import to_face_array
+    from ferkit.data.preprocessing import to_face_array
 
     try:
         array = np.asarray(faces)
@@ -379,7 +380,7 @@ def export_graph(
         "tta": json.dumps([setting[2] for setting in graph.settings]),
         "temperature_scaling": json.dumps(
             {"member_temperatures": graph.member_temperatures, "temperature": graph.temperature},
-            default=dataclasses.asdict,  # vector/Dirichlet maps (ferkit.calibration)
+            default=dataclasses.asdict,  # vector/Dirichlet maps (ferkit.inference.calibration)
         ),
         "model_card": json.dumps(graph.card),
     }

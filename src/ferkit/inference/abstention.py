@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ferkit.errors import FerkitError
+from ferkit.utils.errors import FerkitError
 
 #: The label of a face whose confidence is below ``min_confidence``.
 UNCERTAIN = "uncertain"
@@ -54,7 +54,7 @@ def check_min_confidence(min_confidence: float | None) -> float | None:
     Example:
         >>> check_min_confidence(1.5)  # doctest: +IGNORE_EXCEPTION_DETAIL
         Traceback (most recent call last):
-        ferkit.errors.FerkitError: min_confidence must be between 0 and 1, got 1.5
+        ferkit.utils.errors.FerkitError: min_confidence must be between 0 and 1, got 1.5
     """
     if min_confidence is None:
         return None

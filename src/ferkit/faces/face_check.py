@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.detection import YUNET_SCORE_THRESHOLD
-from ferkit.errors import FerkitError
+from ferkit.faces.detection import YUNET_SCORE_THRESHOLD
+from ferkit.utils.errors import FerkitError
 
 #: The bundled face check's files (``.safetensors`` weights, ``.json`` card).
 FACE_CHECK_STEM = Path(__file__).resolve().parent / "pretrained" / "face-check"

@@ -5,7 +5,7 @@ stays instant) and the library validates against the same tuples, so a choice ca
 in one place and forgotten in another.
 
 Example:
-    >>> from ferkit.choices import OPTIMIZERS
+    >>> from ferkit.utils.choices import OPTIMIZERS
     >>> "sgd" in OPTIMIZERS
     True
 """
@@ -26,11 +26,11 @@ SCHEDULES = ("step", "cosine")
 DISTILL_MODES = ("online", "offline")
 #: Training targets: each face's one label, or FER+'s annotator vote distribution.
 TARGETS = ("majority", "votes")
-#: Test-time augmentations: the views whose logits are averaged (ferkit.runtime.tta_views).
+#: Test-time augmentations: the views whose logits are averaged (ferkit.models.runtime.tta_views).
 TTA_MODES = ("none", "flip", "shift")
-#: Face detectors (ferkit.detection).
+#: Face detectors (ferkit.faces.detection).
 DETECTORS = ("haar", "haar-fast", "yunet", "none")
-#: Calibration maps of ``ferkit calibrate --method`` (ferkit.calibration): one temperature
+#: Calibration maps of ``ferkit calibrate --method`` (ferkit.inference.calibration): one temperature
 #: (keeps every top class), per-class scale and bias (vector scaling), or a regularised full
 #: matrix and bias on the log-probabilities (Dirichlet scaling; Kull et al., 2019).
 CALIBRATION_METHODS = ("temperature", "vector", "dirichlet")

@@ -13,7 +13,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from ferkit.errors import FerkitError
+from ferkit.utils.errors import FerkitError
 
 
 def classification_metrics(labels, predictions, class_names) -> dict:
@@ -158,8 +158,8 @@ def probability_report(probabilities, labels, out_dir: str | os.PathLike | None 
         >>> round(report["calibration"]["ece"], 2), report["risk_coverage"][-1]["accuracy"]
         (0.25, 1.0)
     """
-    from ferkit.abstention import risk_coverage, threshold_table
-    from ferkit.calibration import calibration_metrics
+    from ferkit.inference.abstention import risk_coverage, threshold_table
+    from ferkit.inference.calibration import calibration_metrics
     from ferkit.plots import reliability_figure, risk_coverage_figure, save_figure
 
     calibration = calibration_metrics(probabilities, labels)
@@ -291,8 +291,8 @@ def evaluate_dataset(
         backend: inference engine (see :class:`ferkit.inference.Predictor.from_run`); the
             default, PyTorch fp32, gives the reference numbers.
         perturb: also score the model under blur, noise, JPEG, brightness, contrast and
-            rotation at three severities (:mod:`ferkit.robustness`): ``metrics["robustness"]``
-            and ``robustness.png``.
+            rotation at three severities (:mod:`ferkit.evaluation.robustness`):
+            ``metrics["robustness"]`` and ``robustness.png``.
 
     Returns:
         The metrics dict (also written to ``OUT/metrics.json``).
@@ -303,8 +303,8 @@ def evaluate_dataset(
         ['accuracy', 'class_names', 'confusion_matrix']
     """
     from ferkit.inference.predictor import Predictor
-    from ferkit.io import write_json
     from ferkit.plots import plot_confusion_matrix
+    from ferkit.utils.io import write_json
 
     predictor = Predictor.from_run(model, device=device, tta=tta, backend=backend)
     dataset = load_split(data, split, skip_bad_rows)
@@ -331,8 +331,8 @@ def evaluate_dataset(
     out_dir = Path(out) if out is not None else predictor.location_folder
     metrics.update(probability_report(probabilities, labels, out_dir))
     if perturb:
+        from ferkit.evaluation.robustness import robustness_report
         from ferkit.plots import plot_robustness
-        from ferkit.robustness import robustness_report
 
         metrics["robustness"] = robustness_report(predictor, dataset.images, labels,
                                                   batch_size=batch_size)  # fmt: skip

@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 
 from ferkit import __version__
-from ferkit.checkpoint import load_checkpoint, resolve_checkpoint
-from ferkit.errors import FerkitError
-from ferkit.io import read_json, write_json
+from ferkit.models.checkpoint import load_checkpoint, resolve_checkpoint
+from ferkit.utils.errors import FerkitError
+from ferkit.utils.io import read_json, write_json
 
 ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_FORMAT = "ferkit-ensemble"

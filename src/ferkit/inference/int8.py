@@ -6,10 +6,10 @@ whose INT8 variants were measured on real faces (docs/accuracy.md). Elsewhere it
 Runtime fp32. ``--backend int8`` asks for INT8 on any CPU and any PyTorch model.
 
 The variant is built once per model into the user cache: the fp32 export (parity-checked) is
-quantized statically (:func:`ferkit.export.quantize_graph`) with activation ranges from
+quantized statically (:func:`ferkit.inference.export.quantize_graph`) with activation ranges from
 faces that ferkit draws itself (:func:`ferkit.data.synth.generate_faces`), so no dataset is
 needed at run time, and it is kept only when its top-1 class agrees with PyTorch fp32 on other
-drawn faces (:data:`ferkit.export.MIN_INT8_AGREEMENT`).
+drawn faces (:data:`ferkit.inference.export.MIN_INT8_AGREEMENT`).
 
 Example:
     >>> cpu_runs_int8_fast({"avx2", "avx512_vnni"})
@@ -81,8 +81,8 @@ def calibration_faces(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
         >>> calibration.shape, check.shape  # doctest: +SKIP
         ((256, 48, 48), (256, 48, 48))
     """
+    from ferkit.data.preprocessing import to_face_array
     from ferkit.data.synth import generate_faces
-    from ferkit.preprocessing import to_face_array
 
     faces, _ = generate_faces(CALIBRATION_FACES + CHECK_FACES, seed=seed)
     if size != faces.shape[-1]:
@@ -99,10 +99,10 @@ def build_int8_variant(graph, path: str | Path, name: str = "model") -> dict:
             nothing is written).
 
     Example:
-        >>> from ferkit.export import load_graph  # doctest: +SKIP
+        >>> from ferkit.inference.export import load_graph  # doctest: +SKIP
         >>> build_int8_variant(load_graph("small"), "small_int8.onnx")  # doctest: +SKIP
     """
-    from ferkit.export import quantize_graph
+    from ferkit.inference.export import quantize_graph
 
     calibration, check = calibration_faces(graph.input_size)
     return quantize_graph(graph, path, calibration, check, name=name)
@@ -117,9 +117,9 @@ def cached_int8_variant(graph, path: str | Path, name: str = "model") -> Path:
     Raises:
         FerkitError: when the variant is (or was) refused, or cannot be built.
     """
-    from ferkit.errors import FerkitError
-    from ferkit.io import write_text
-    from ferkit.quiet import announce
+    from ferkit.utils.errors import FerkitError
+    from ferkit.utils.io import write_text
+    from ferkit.utils.quiet import announce
 
     path = Path(path)
     refused = path.with_suffix(".refused.txt")
