@@ -36,7 +36,7 @@ from ferkit.faces.detection import YUNET_SCORE_THRESHOLD
 from ferkit.utils.errors import FerkitError
 
 #: The bundled face check's files (``.safetensors`` weights, ``.json`` card).
-FACE_CHECK_STEM = Path(__file__).resolve().parent / "pretrained" / "face-check"
+FACE_CHECK_STEM = Path(__file__).resolve().parents[1] / "pretrained" / "face-check"
 #: Side of the square crop the check reads, pixels (the classifier's aligned crop).
 FACE_CHECK_SIZE = 48
 
