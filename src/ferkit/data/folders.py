@@ -45,6 +45,59 @@ def _subfolders(folder: Path) -> list[Path]:
     )
 
 
+def _folder_entries(top: list[Path]):
+    """The images in a dataset's top folders and the folders they name: ``(entries, class
+    folder names, split layout?, images outside a class folder)``; an entry is ``(file, class
+    folder name, usage or None)``."""
+    # ROOT/<split>/<class>/files when the top folders are split names (train, test, ...) or
+    # hold only folders; otherwise ROOT/<class>/files.
+    split_layout = all(folder.name.lower() in SPLIT_ALIASES for folder in top) or all(
+        not _image_files(folder) and _subfolders(folder) for folder in top
+    )
+    entries: list[tuple[Path, str, str | None]] = []
+    class_folder_names: set[str] = set()
+    outside_class_folders: list[str] = []
+    if split_layout:
+        for split_folder in top:
+            usage = SPLIT_ALIASES.get(split_folder.name.lower(), split_folder.name)
+            outside_class_folders += [
+                f"{file}: image outside a class folder (expected {split_folder}/<class>/...)"
+                for file in _image_files(split_folder)
+            ]
+            for class_folder in _subfolders(split_folder):
+                class_folder_names.add(class_folder.name)
+                entries += [(file, class_folder.name, usage) for file in _image_files(class_folder)]
+    else:
+        for class_folder in top:
+            class_folder_names.add(class_folder.name)
+            entries += [(file, class_folder.name, None) for file in _image_files(class_folder)]
+    return entries, class_folder_names, split_layout, outside_class_folders
+
+
+def _class_labels(class_folder_names: set[str]) -> tuple[tuple[str, ...], dict[str, int]]:
+    """(class names, label of each class folder name): FER2013's order when every folder is
+    a FER2013 emotion (any case), else the folder names sorted alphabetically."""
+    folder_names = sorted(class_folder_names, key=str.lower)
+    fer_names = {name.lower(): index for index, name in enumerate(FER2013_CLASS_NAMES)}
+    if all(name.lower() in fer_names for name in folder_names):
+        return FER2013_CLASS_NAMES, {name: fer_names[name.lower()] for name in folder_names}
+    return tuple(folder_names), {name: index for index, name in enumerate(folder_names)}
+
+
+def _read_faces(files: list[Path]) -> list[tuple[np.ndarray | None, str | None]]:
+    """(48x48 face, None) or (None, what is wrong) per file, read in threads."""
+
+    def load(file):
+        try:
+            return to_face_array(read_image(file)), None
+        except FerkitError as error:
+            return None, str(error)
+
+    # Pillow releases the GIL while decoding, so threads help on many small files.
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        return list(pool.map(load, files))
+
+
 def load_image_folder(root: str | os.PathLike, skip_bad_rows: bool = False) -> FerDataset:
     """Load an image-folder dataset as 48x48 grayscale faces.
 
@@ -74,53 +127,15 @@ def load_image_folder(root: str | os.PathLike, skip_bad_rows: bool = False) -> F
     top = _subfolders(root)
     if not top:
         raise DataError(f"{root}: no class folders (expected ROOT/<class>/*.png)")
-    # ROOT/<split>/<class>/files when the top folders are split names (train, test, ...) or
-    # hold only folders; otherwise ROOT/<class>/files.
-    split_layout = all(folder.name.lower() in SPLIT_ALIASES for folder in top) or all(
-        not _image_files(folder) and _subfolders(folder) for folder in top
-    )
-    entries: list[tuple[Path, str, str | None]] = []  # (file, class folder name, usage)
-    class_folder_names: set[str] = set()
-    outside_class_folders: list[str] = []
-    if split_layout:
-        for split_folder in top:
-            usage = SPLIT_ALIASES.get(split_folder.name.lower(), split_folder.name)
-            outside_class_folders += [
-                f"{file}: image outside a class folder (expected {split_folder}/<class>/...)"
-                for file in _image_files(split_folder)
-            ]
-            for class_folder in _subfolders(split_folder):
-                class_folder_names.add(class_folder.name)
-                entries += [(file, class_folder.name, usage) for file in _image_files(class_folder)]
-    else:
-        for class_folder in top:
-            class_folder_names.add(class_folder.name)
-            entries += [(file, class_folder.name, None) for file in _image_files(class_folder)]
+    entries, class_folder_names, split_layout, outside_class_folders = _folder_entries(top)
     if outside_class_folders and not skip_bad_rows:
         more = len(outside_class_folders) - 1
         raise DataError(outside_class_folders[0] + (f" (and {more} more)" if more else ""))
     if not entries:
         raise DataError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
-
     # Empty class folders still declare a class.
-    folder_names = sorted(class_folder_names, key=str.lower)
-    fer_names = {name.lower(): index for index, name in enumerate(FER2013_CLASS_NAMES)}
-    if all(name.lower() in fer_names for name in folder_names):
-        class_names = FER2013_CLASS_NAMES
-        label_of = {name: fer_names[name.lower()] for name in folder_names}
-    else:
-        class_names = tuple(folder_names)
-        label_of = {name: index for index, name in enumerate(folder_names)}
-
-    def load(entry):
-        try:
-            return to_face_array(read_image(entry[0])), None
-        except FerkitError as error:
-            return None, str(error)
-
-    # Pillow releases the GIL while decoding, so threads help on many small files.
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        results = list(pool.map(load, entries))
+    class_names, label_of = _class_labels(class_folder_names)
+    results = _read_faces([file for file, _, _ in entries])
     problems = outside_class_folders + [message for _, message in results if message is not None]
     if problems and not skip_bad_rows:
         more = f" (and {len(problems) - 1} more bad files)" if len(problems) > 1 else ""
