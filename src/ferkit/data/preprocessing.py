@@ -7,7 +7,9 @@ face is prepared the same way everywhere.
 from __future__ import annotations
 
 import os
+from math import ceil
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -20,6 +22,9 @@ FACE_SIZE = 48
 #: Default input normalisation, on the 0-1 pixel scale: x = (pixel / 255 - mean) / std.
 #: Close to FER2013's own statistics (mean 0.51, std 0.26); recorded in every model card.
 DEFAULT_NORMALIZATION = {"mean": 0.5, "std": 0.25}
+
+#: The EXIF tag that says how a photo is stored turned (5-8: by 90 or 270 degrees).
+EXIF_ORIENTATION = 0x0112
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -38,12 +43,65 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         >>> read_image(f).shape
         (10, 12)
     """
+    return read_photo(path).pixels
+
+
+class Photo(NamedTuple):
+    """An image file as :func:`read_photo` decodes it.
+
+    Attributes:
+        pixels: uint8 (H, W) gray or (H, W, 3) RGB, upright.
+        scale: the photo's pixels per decoded pixel: 1, or 2, 4 or 8 for a JPEG decoded
+            reduced.
+        width, height: the photo's own size, upright (``pixels`` times ``scale``, up to the
+            rounding up of a reduced decode).
+    """
+
+    pixels: np.ndarray
+    scale: float
+    width: int
+    height: int
+
+
+def read_photo(path: str | os.PathLike, least_side: int | None = None) -> Photo:
+    """Read an image file; a large JPEG decoded reduced while its longer side stays at least
+    ``least_side`` pixels.
+
+    A JPEG holds its pixels as frequencies, so libjpeg can decode it at 1/2, 1/4 or 1/8 of its
+    sides directly (DCT scaling, Pillow's ``Image.draft``) in a fraction of the full decode's
+    time (a 4352x2903 photo: ~20-45 ms instead of ~130-200 ms on these 2 cores), about as a
+    box filter would shrink it. Other formats, and JPEGs smaller than twice ``least_side``, are
+    decoded at full size, exactly as :func:`read_image` decodes them.
+
+    Raises:
+        FerkitError: naming the file when it is missing or not a readable image.
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> from PIL import Image
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "photo.jpg"
+        >>> Image.fromarray(np.zeros((900, 1200, 3), np.uint8)).save(f)
+        >>> photo = read_photo(f, least_side=500)
+        >>> photo.pixels.shape, photo.scale, (photo.width, photo.height)
+        ((450, 600, 3), 2.0, (1200, 900))
+    """
     path = Path(path)
     if not path.is_file():
         raise FerkitError(f"{path}: no such file")
     try:
         with Image.open(path) as image:
-            return image_to_array(image)
+            width, height = image.size
+            scale = 1.0
+            if least_side and image.format == "JPEG" and max(width, height) >= 2 * least_side:
+                factor = least_side / max(width, height)
+                # draft() keeps both sides at least the size asked for: the longer one stays
+                # at least least_side.
+                drafted = image.draft(image.mode, (ceil(width * factor), ceil(height * factor)))
+                if drafted is not None:
+                    scale = width / drafted[1][2]  # the box it decodes, in decoded pixels
+            if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # turned by 90°
+                width, height = height, width
+            return Photo(image_to_array(image), scale, width, height)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
         raise FerkitError(f"{path}: not a readable image ({error})") from error
 
@@ -63,7 +121,8 @@ def image_to_array(image: Image.Image) -> np.ndarray:
     from PIL import ImageOps
 
     image.load()
-    image = ImageOps.exif_transpose(image) or image
+    if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # (else exif_transpose only copies)
+        image = ImageOps.exif_transpose(image) or image
     if image.mode.startswith("I") or image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
         peak = values.max(initial=0)

@@ -69,6 +69,19 @@ class FaceBox:
         return {"x": self.x, "y": self.y, "width": self.width, "height": self.height,
                 "score": self.score}  # fmt: skip
 
+    def scaled(self, factor: float) -> FaceBox:
+        """The same face in pixels ``factor`` times as large (one found in a downscaled copy,
+        in the photo's pixels); the box itself when ``factor`` is 1.
+
+        Example:
+            >>> FaceBox(10, 20, 30, 30, 0.9, ((15.0, 30.5),) * 5).scaled(2.0).landmarks[0]
+            (30.0, 61.0)
+        """
+        if factor == 1:
+            return self
+        return _scaled_box((self.x, self.y, self.width, self.height), self.score, factor,
+                           self.landmarks)  # fmt: skip
+
     def landmarks_dict(self) -> dict[str, list[float]] | None:
         """``{"right_eye": [x, y], ...}`` rounded to 0.1 px, or None without landmarks.
 
@@ -112,16 +125,43 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
-def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """(image no larger than ``max_side``, factor that maps its pixels back to the original)."""
+def downscale(
+    image: np.ndarray, max_side: int | None, *, factor: float = 1.0
+) -> tuple[np.ndarray, float]:
+    """(image no larger than ``max_side``, factor that maps its pixels back to the original).
+
+    Shrunk by area averaging; ``image`` itself when it is small enough (or ``max_side`` is
+    None). ``factor``: what ``image``'s own pixels map back by (a copy of a copy). Faces found
+    in the copy map back with :func:`detect_in_copy` (or :meth:`FaceBox.scaled`).
+
+    Example:
+        >>> import numpy as np
+        >>> copy, factor = downscale(np.zeros((300, 1280), np.uint8), 640)
+        >>> copy.shape, factor
+        ((150, 640), 2.0)
+    """
     import cv2
 
     longest = max(image.shape[:2])
-    if longest <= max_side:
-        return image, 1.0
-    factor = max_side / longest
-    size = (max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), 1.0 / factor
+    if max_side is None or longest <= max_side:
+        return image, factor
+    shrink = max_side / longest
+    size = (max(1, round(image.shape[1] * shrink)), max(1, round(image.shape[0] * shrink)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor / shrink
+
+
+def detect_in_copy(detect, copy: tuple[np.ndarray, float]) -> list[FaceBox]:
+    """The faces ``detect`` (image → boxes) finds in a :func:`downscale` copy, in the pixels
+    of the image it was made from.
+
+    Example:
+        >>> import numpy as np
+        >>> copy = downscale(np.zeros((960, 1280), np.uint8), 640)
+        >>> detect_in_copy(WholeImageDetector().detect, copy)
+        [FaceBox(x=0, y=0, width=1280, height=960, score=1.0, landmarks=None)]
+    """
+    pixels, factor = copy
+    return [box.scaled(factor) for box in detect(pixels)]
 
 
 def _scaled_box(box, score: float, factor: float, landmarks=None) -> FaceBox:
@@ -179,7 +219,7 @@ class HaarDetector:
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         """Faces in a uint8 gray or RGB image, largest first."""
-        small, factor = _downscale(_gray(np.asarray(image)), self.max_side)
+        small, factor = downscale(_gray(np.asarray(image)), self.max_side)
         boxes, _, weights = self.cascade.detectMultiScale3(
             small,
             scaleFactor=self.scale_factor,
@@ -250,12 +290,13 @@ class YuNetDetector:
         """Faces in a uint8 gray or RGB image, largest first."""
         import cv2
 
-        image = np.asarray(image)
-        if image.ndim == 2:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        # Shrunk first, then made BGR (the same pixels: both act per channel), so a large
+        # photo is converted at the detection size.
+        small, factor = downscale(np.asarray(image), self.max_side)
+        if small.ndim == 2:
+            small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
         else:  # YuNet expects BGR
-            image = cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2BGR)
-        small, factor = _downscale(image, self.max_side)
+            small = cv2.cvtColor(np.ascontiguousarray(small[..., :3]), cv2.COLOR_RGB2BGR)
         if self.engine == "onnxruntime":
             detections = self.runner.detect(small)
         else:

@@ -13,16 +13,20 @@ from __future__ import annotations
 import glob
 import os
 import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from ferkit.data.preprocessing import IMAGE_EXTENSIONS, read_image, to_face_array
+from ferkit.data.preprocessing import IMAGE_EXTENSIONS, read_photo, to_face_array
 from ferkit.faces.alignment import face_crop
 from ferkit.faces.detection import (
     DEFAULT_DETECTOR,
+    DEFAULT_MAX_SIDE,
     create_detector,
+    detect_in_copy,
     detect_rotated,
+    downscale,
     non_maximum_suppression,
 )
 from ferkit.faces.face_check import FACE_CHECK_SIZE, bundled_face_check
@@ -45,6 +49,13 @@ INFERENCE_BACKEND = "auto"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 #: Images whose crops are classified together (bounded memory, one batched forward pass).
 IMAGES_PER_CHUNK = 32
+#: YuNet's first look is at a copy of a photo at most this long (its own limit: the same faces
+#: as at full size), the second look at one at most SEARCH_SIDE long (the size it was tuned
+#: at, docs/benchmarks.md); boxes and landmarks map back to the photo, whose pixels give the
+#: crops. None: the image itself. ``predict`` decodes JPEGs reduced (1/2, 1/4, 1/8) to a
+#: longer side of at least DECODE_SIDE (None: full size).
+DETECTION_SIDE, SEARCH_SIDE = DEFAULT_MAX_SIDE, 640
+DECODE_SIDE = 1600
 
 
 def expand_inputs(inputs) -> tuple[list[Path], list[str]]:
@@ -204,21 +215,28 @@ class Analyzer:
             >>> len(boxes[0]), crops[0][0].shape, rejected[0]  # doctest: +SKIP
             (1, (48, 48), 0)
         """
-        boxes = [self.detector.detect(image) for image in images]
+        side = DETECTION_SIDE if self.detector_name == "yunet" else None
+        copies = [downscale(image, side) for image in images]
+        boxes = [detect_in_copy(self.detector.detect, copy) for copy in copies]
         check_crops, rejected = None, [None] * len(images)
         if self.face_check is not None:
             boxes, check_crops, rejected = self._checked(images, boxes)
             if self.face_check.search_angles:
-                self._look_again(images, boxes, check_crops, rejected)
+                self._look_again(images, copies, boxes, check_crops, rejected)
         return boxes, self._classifier_crops(images, boxes, check_crops), rejected
 
-    def _look_again(self, images, boxes, check_crops, rejected) -> None:
-        """The check's second look, in place: YuNet in turned copies of the images the first
+    def _look_again(self, images, copies, boxes, check_crops, rejected) -> None:
+        """The check's second look, in place: YuNet in turned detection copies of images the first
         look left with no face (candidates scoring ``search_score_threshold`` or more)."""
         empty = [index for index, image_boxes in enumerate(boxes) if not image_boxes]
         least = self.face_check.search_score_threshold
+        searched = {
+            index: downscale(copies[index][0], SEARCH_SIDE, factor=copies[index][1])
+            for index in empty
+        }
         turned = [[box for angle in self.face_check.search_angles
-                   for box in detect_rotated(self.detector, images[index], angle)
+                   for box in detect_in_copy(partial(detect_rotated, self.detector, angle=angle),
+                                             searched[index])
                    if box.score >= least] for index in empty]  # fmt: skip
         found = zip(empty, *self._checked([images[index] for index in empty], turned))
         for index, image_boxes, image_crops, count in found:
@@ -391,13 +409,14 @@ def _analyze_files(analyzer: Analyzer, files, outputs: _Outputs, errors: list[st
     from tqdm import tqdm
 
     results: list[MediaResult] = []
-    images, sources = [], []
+    photos, sources = [], []
 
     def flush():
-        for result, image in zip(analyzer.analyze_images(images, sources), images):
-            results.append(result)
-            outputs.save_image(result, image)
-        images.clear()
+        images = [photo.pixels for photo in photos]
+        for result, photo in zip(analyzer.analyze_images(images, sources), photos):
+            outputs.save_image(result, photo.pixels)  # drawn at the size it was decoded at
+            results.append(result.scaled(photo.scale, width=photo.width, height=photo.height))
+        photos.clear()
         sources.clear()
 
     image_files = [path for path in files if path.suffix.lower() not in VIDEO_EXTENSIONS]
@@ -408,15 +427,15 @@ def _analyze_files(analyzer: Analyzer, files, outputs: _Outputs, errors: list[st
             if path.suffix.lower() in VIDEO_EXTENSIONS:
                 results += outputs.video(analyzer, path, every, progress, smoothing)
                 continue
-            images.append(read_image(path))
+            photos.append(read_photo(path, DECODE_SIDE))
             sources.append(str(path))
         except FerkitError as error:
             errors.append(str(error))
         if path.suffix.lower() not in VIDEO_EXTENSIONS:
             bar.update(1)
-        if len(images) >= IMAGES_PER_CHUNK:
+        if len(photos) >= IMAGES_PER_CHUNK:
             flush()
-    if images:
+    if photos:
         flush()
     bar.close()
     return results
