@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ferkit.data.preprocessing import read_image, read_photo
+from ferkit.data.preprocessing import read_image, read_photo, read_photos
 from ferkit.faces.detection import FaceBox, downscale
 from ferkit.inference import pipeline
 from ferkit.inference.results import MediaResult, Prediction
+from ferkit.utils.errors import FerkitError
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -50,6 +51,21 @@ def test_a_turned_phone_photo_reports_its_upright_size(tmp_path):
     image.save(tmp_path / "phone.jpg", quality=90, exif=exif)
     photo = read_photo(tmp_path / "phone.jpg", least_side=500)
     assert (photo.width, photo.height) == (1500, 2000) and photo.pixels.shape == (500, 375, 3)
+
+
+def test_photos_are_read_ahead_in_threads_and_come_back_in_order(tmp_path):
+    sizes = [(40 + index, 30) for index in range(9)]
+    paths = []
+    for width, height in sizes:
+        paths.append(tmp_path / f"{width}.png")
+        Image.fromarray(np.full((height, width), width, np.uint8)).save(paths[-1])
+    paths.insert(4, tmp_path / "missing.png")
+    read = list(read_photos(paths, workers=3))
+    assert isinstance(read[4], FerkitError) and "missing.png" in str(read[4])
+    del read[4]
+    assert [(photo.width, int(photo.pixels[0, 0])) for photo in read] == [
+        (width, width) for width, _ in sizes
+    ]
 
 
 def test_boxes_found_in_a_copy_map_back_to_the_photo():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.data.preprocessing import IMAGE_EXTENSIONS, read_photo, to_face_array
+from ferkit.data.preprocessing import IMAGE_EXTENSIONS, read_photos, to_face_array
 from ferkit.faces.alignment import face_crop
 from ferkit.faces.detection import (
     DEFAULT_DETECTOR,
@@ -49,13 +49,11 @@ INFERENCE_BACKEND = "auto"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 #: Images whose crops are classified together (bounded memory, one batched forward pass).
 IMAGES_PER_CHUNK = 32
-#: YuNet's first look is at a copy of a photo at most this long (its own limit: the same faces
-#: as at full size), the second look at one at most SEARCH_SIDE long (the size it was tuned
-#: at, docs/benchmarks.md); boxes and landmarks map back to the photo, whose pixels give the
-#: crops. None: the image itself. ``predict`` decodes JPEGs reduced (1/2, 1/4, 1/8) to a
-#: longer side of at least DECODE_SIDE (None: full size).
-DETECTION_SIDE, SEARCH_SIDE = DEFAULT_MAX_SIDE, 640
-DECODE_SIDE = 1600
+#: YuNet's first look: in a copy at most this long (its own limit: the faces found at full
+#: size), the second in one at most SEARCH_SIDE long (the size it was tuned at); boxes and
+#: landmarks map back to the photo, whose pixels give the crops. ``predict`` decodes JPEGs
+#: reduced (1/2, 1/4, 1/8) to at least DECODE_SIDE (docs/deployment.md). None: full size.
+DETECTION_SIDE, SEARCH_SIDE, DECODE_SIDE = DEFAULT_MAX_SIDE, 640, 1600
 
 
 def expand_inputs(inputs) -> tuple[list[Path], list[str]]:
@@ -416,10 +414,10 @@ def _analyze_files(analyzer: Analyzer, files, outputs: _Outputs, errors: list[st
         for result, photo in zip(analyzer.analyze_images(images, sources), photos):
             outputs.save_image(result, photo.pixels)  # drawn at the size it was decoded at
             results.append(result.scaled(photo.scale, width=photo.width, height=photo.height))
-        photos.clear()
-        sources.clear()
+        del photos[:], sources[:]
 
     image_files = [path for path in files if path.suffix.lower() not in VIDEO_EXTENSIONS]
+    reads = read_photos(image_files, DECODE_SIDE)  # decoded in threads, in order
     bar = tqdm(total=len(image_files), unit="image", disable=not progress or len(files) < 2,
                leave=False)  # fmt: skip
     for path in files:
@@ -427,12 +425,14 @@ def _analyze_files(analyzer: Analyzer, files, outputs: _Outputs, errors: list[st
             if path.suffix.lower() in VIDEO_EXTENSIONS:
                 results += outputs.video(analyzer, path, every, progress, smoothing)
                 continue
-            photos.append(read_photo(path, DECODE_SIDE))
+            photo = next(reads)
+            bar.update(1)
+            if isinstance(photo, FerkitError):
+                raise photo
+            photos.append(photo)
             sources.append(str(path))
         except FerkitError as error:
             errors.append(str(error))
-        if path.suffix.lower() not in VIDEO_EXTENSIONS:
-            bar.update(1)
         if len(photos) >= IMAGES_PER_CHUNK:
             flush()
     if photos:
