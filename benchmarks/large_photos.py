@@ -3,7 +3,7 @@
 Usage:
     PYTHONPATH=src .venv/bin/python benchmarks/large_photos.py [--model default]
         [--detector-model ../shared/models/face_detection_yunet_2023mar.onnx] [--repeats 3]
-        [--detection-side 640 ...] [--crowds] [--keep DIR]
+        [--variant DETECTION_SIDE=640 ...] [--crowds] [--keep DIR]
 
 It makes ten JPEG photos (quality 92) from scikit-image's pictures, as a phone or a camera
 would give them: the astronaut as a portrait (2903x4352), a landscape (4352x2903), a 12 MP
@@ -20,7 +20,7 @@ library call of ``ferkit predict`` (:func:`ferkit.inference.pipeline.analyze`) o
 - ``now``: what ``ferkit predict`` does: JPEGs decoded reduced by DCT scaling while their
   longer side stays at least ``DECODE_SIDE``, the first look in a copy of ``DETECTION_SIDE``
   px, the second in one of ``SEARCH_SIDE``, boxes and landmarks mapped back to the photo;
-- ``first look at N`` for each ``--detection-side N``: ``now`` with that first-look side.
+- each ``--variant KNOB=VALUE[,KNOB=VALUE]``: ``now`` with those sides changed (to weigh them).
 
 For each it prints the wall and CPU seconds per 10 photos (the call on the folder, less the
 same call on no photo: model and detector loading), then per photo the faces in it, those
@@ -240,11 +240,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", help="write the photos here and keep them")
     parser.add_argument(
-        "--detection-side",
-        type=int,
+        "--variant",
         action="append",
         default=[],
-        help="also time the first look at this side (px; repeatable)",
+        help="also time now with these sides, e.g. DETECTION_SIDE=640,DECODE_SIDE=1088",
     )
     parser.add_argument(
         "--crowds",
@@ -262,8 +261,10 @@ def main() -> None:
     knobs = ("DECODE_SIDE", "DETECTION_SIDE", "SEARCH_SIDE")
     now = {knob: getattr(pipeline, knob) for knob in knobs}
     settings = {"full size": dict.fromkeys(knobs), "now": now}
-    for side in args.detection_side:
-        settings[f"first look at {side}"] = {**now, "DETECTION_SIDE": side}
+    for variant in args.variant:
+        changed = dict(item.split("=") for item in variant.split(","))
+        assert set(changed) <= set(knobs), f"--variant sets {knobs} only"
+        settings[variant] = {**now, **{knob: int(value) for knob, value in changed.items()}}
     results = {}
     for name, values in settings.items():
         for knob, value in values.items():

@@ -64,7 +64,8 @@ def test_bundled_card_holds_the_thresholds_and_their_selection():
     assert 0 < check.detector_score_threshold < YUNET_SCORE_THRESHOLD
     selection = card["selection"]
     assert selection["exactly_one_face"] > selection["exactly_one_face_yunet_0.6_without_check"]
-    # The second look (turned copies) was chosen by benchmarks/face_search.py and helped there.
+    # The second look (turned copies) was chosen by benchmarks/experiments/face_search.py and
+    # helped there.
     assert check.search_angles and check.search_score_threshold == YUNET_SCORE_THRESHOLD
     search = card["search_selection"]
     assert search["exactly_one_face"] > search["exactly_one_face_first_look"]

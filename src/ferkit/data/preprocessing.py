@@ -10,7 +10,6 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from math import ceil
 from pathlib import Path
 from typing import NamedTuple
 
@@ -96,10 +95,9 @@ def read_photo(path: str | os.PathLike, least_side: int | None = None) -> Photo:
             width, height = image.size
             scale = 1.0
             if least_side and image.format == "JPEG" and max(width, height) >= 2 * least_side:
-                factor = least_side / max(width, height)
-                # draft() keeps both sides at least the size asked for: the longer one stays
-                # at least least_side.
-                drafted = image.draft(image.mode, (ceil(width * factor), ceil(height * factor)))
+                # draft() keeps each side at least what is asked: least_side for the longer.
+                asked = (least_side, 1) if width >= height else (1, least_side)
+                drafted = image.draft(image.mode, asked)
                 if drafted is not None:
                     scale = width / drafted[1][2]  # the box it decodes, in decoded pixels
             if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # turned by 90°

@@ -6,7 +6,7 @@ export). Besides what rebuilds the model it can carry ``intended_use``,
 ``out_of_scope_uses``, ``training_data`` (name, description, known limitations), the
 evaluation (per-class recall, how measured), ``calibration`` and ``abstention``.
 :func:`format_model_card` renders it as Markdown; ``ferkit info MODEL`` prints that, the web
-service's ``/v1/model`` serves it, and docs/model-cards.md holds the bundled models' cards.
+service's ``/v1/model`` serves it, and docs/models.md holds the bundled models' cards.
 
 Example:
     >>> text = format_model_card({"architecture": "seed", "class_names": ["a", "b"]}, "demo")

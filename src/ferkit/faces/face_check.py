@@ -7,20 +7,19 @@ gives exactly one face per single-face photo. The face check looks at each detec
 FER2013's faces are?". With it on, the pipeline asks YuNet for more candidates (a lower score
 threshold, stored in the check's card) and keeps those the check accepts.
 
-The network and its threshold ship inside the package (``pretrained/face-check.*``): weights
-as safetensors, a JSON card with the recipe, the thresholds and what was measured. It was
-trained by ``benchmarks/train_face_check.py`` on FER2013 *Training* faces (positives, also
-pasted into generated scenes and cropped through YuNet and alignment) against generated
-non-faces (strokes, blobs, noise, face parts, shuffled faces) and YuNet's own false faces on
-generated scenes: no benchmark photo and no validation face was used. Its logit threshold
-rejects 1 % of held-out Training faces as YuNet finds them in real pictures the benchmarks do
-not use; YuNet's score threshold (0.3) was set on the validation scenes (docs/benchmarks.md,
-"The face check").
+The network and its threshold ship inside the package (``pretrained/face-check.*``): weights as
+safetensors, a JSON card with the recipe, the thresholds and what was measured. It was trained by
+``benchmarks/experiments/train_face_check.py`` on FER2013 *Training* faces (positives, also pasted
+into generated scenes and cropped through YuNet and alignment) against generated non-faces (strokes,
+blobs, noise, face parts, shuffled faces) and YuNet's own false faces on generated scenes: no
+benchmark photo and no validation face was used. Its logit threshold rejects 1 % of held-out
+Training faces as YuNet finds them in real pictures the benchmarks do not use; YuNet's score
+threshold (0.3) was set on the validation scenes (docs/benchmarks.md, "The face check").
 
 Where the check leaves a photo with no face, the pipeline looks a second time, in copies of
 the photo turned by the card's ``search_angles`` (YuNet finds some faces only there), keeping
 candidates YuNet scores at least ``search_score_threshold`` that the check accepts; the angles
-were chosen by ``benchmarks/face_search.py`` on the same kind of non-benchmark pictures.
+were chosen by ``benchmarks/experiments/face_search.py`` on the same kind of non-benchmark pictures.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Choose the face check's second look: the turned copies it searches when it found no face.
 
 Usage:
-    PYTHONPATH=src .venv/bin/python benchmarks/face_search.py [--scenes 1200] [--faceless 400]
-        [--write] [--data ../shared/data/fer2013-train-publictest.csv.gz]
+    PYTHONPATH=src .venv/bin/python benchmarks/experiments/face_search.py [--scenes 1200]
+        [--faceless 400] [--write] [--data ../shared/data/fer2013-train-publictest.csv.gz]
         [--detector-model ../shared/models/face_detection_yunet_2023mar.onnx]
 
 YuNet misses some faces, upright ones too, that it finds in a copy of the photo turned by
@@ -11,12 +11,12 @@ a photo where it found no face (``search_angles`` in the check's card) and keeps
 scores at least ``search_score_threshold`` (its own default, 0.6, not the first look's 0.3:
 more looks give false faces more chances) and the check accepts.
 
-Measured here on pictures no benchmark uses: single-face scenes of the check's held-out
-Training faces (the 10 % benchmarks/train_face_check.py holds out) pasted into real pictures
-that are not the benchmarks' backgrounds (its ``selection_backgrounds``), half upright, half
-turned by up to 25 degrees; and photos without a face (those pictures, also zoomed 1.5x and 2x,
-each mirrored and upside down, and generated scenes). At YuNet's 0.6, the chosen angles find
-exactly the one face most often; within 3 scenes of the best, the fewest angles.
+Measured here on pictures no benchmark uses: single-face scenes of the check's held-out Training
+faces (the 10 % benchmarks/experiments/train_face_check.py holds out) pasted into real pictures that
+are not the benchmarks' backgrounds (its ``selection_backgrounds``), half upright, half turned by up
+to 25 degrees; and photos without a face (those pictures, also zoomed 1.5x and 2x, each mirrored and
+upside down, and generated scenes). At YuNet's 0.6, the chosen angles find exactly the one face most
+often; within 3 scenes of the best, the fewest angles.
 ``--write`` stores them in the bundled card; the printed table has every candidate.
 """
 
@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# benchmarks/ (alignment.paste) and this folder (train_face_check's scenes).
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 from alignment import paste  # noqa: E402
 from train_face_check import (  # noqa: E402
     generated_background,
@@ -191,7 +192,7 @@ def main() -> None:
             "scenes": len(scenes), "faceless_photos": len(empty_photos),
             "exactly_one_face": round(rate, 4), "exactly_one_face_first_look": results[0][0],
             "added_false_faces_a_faceless_photo": round(added, 4),
-            "command": "benchmarks/face_search.py " + " ".join(sys.argv[1:]),
+            "command": "benchmarks/experiments/face_search.py " + " ".join(sys.argv[1:]),
         }  # fmt: skip
         card.pop("search_angles_selection", None)
         card_path.write_text(json.dumps(card, indent=2) + "\n")

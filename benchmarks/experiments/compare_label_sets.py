@@ -28,7 +28,7 @@ from ferkit.evaluation import (
 )
 from ferkit.inference import Predictor
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def score(predictor: Predictor, dataset) -> dict:

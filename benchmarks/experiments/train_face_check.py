@@ -1,7 +1,7 @@
 """Train the bundled face check (``ferkit.faces.face_check``): face vs a face detector's false face.
 
 Usage:
-    PYTHONPATH=src .venv/bin/python benchmarks/train_face_check.py
+    PYTHONPATH=src .venv/bin/python benchmarks/experiments/train_face_check.py
         [--data ../shared/data/fer2013-train-publictest.csv.gz]
         [--detector-model ../shared/models/face_detection_yunet_2023mar.onnx]
         [--scenes 16000] [--steps 2500] [--width 24] [--seed 0]
@@ -38,7 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: alignment.paste
 from alignment import paste  # noqa: E402
 
 CANVAS = (480, 640)  # generated scene height, width
