@@ -79,8 +79,8 @@ class FaceBox:
         """
         if factor == 1:
             return self
-        return _scaled_box((self.x, self.y, self.width, self.height), self.score, factor,
-                           self.landmarks)  # fmt: skip
+        corner_and_size = (self.x, self.y, self.width, self.height)
+        return _scaled_box(corner_and_size, self.score, factor, self.landmarks)
 
     def landmarks_dict(self) -> dict[str, list[float]] | None:
         """``{"right_eye": [x, y], ...}`` rounded to 0.1 px, or None without landmarks.
